@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The device registry and `/dev/rloop-control` (LOOP_CTL_ADD / REMOVE /
+//! GET_FREE), plus the on-open probe that creates devices on demand.
+//!
+//! The registry lock is loop.c's `loop_ctl_mutex`: it guards the set of
+//! devices only. Opening or closing a device never takes it.
+
+use crate::{
+    device::LoopDevice,
+    ffi::{self, ControlOps, MINORBITS, REGISTRY},
+    uapi::{LOOP_CTL_ADD, LOOP_CTL_GET_FREE, LOOP_CTL_REMOVE},
+};
+use kernel::{prelude::*, sync::Arc};
+
+/// The devices and the numbering fixed at module load.
+pub(crate) struct Registry {
+    devices: KVec<Arc<LoopDevice>>,
+    major: u32,
+    part_shift: u32,
+    queue_depth: u32,
+}
+
+impl Registry {
+    pub(crate) const fn new() -> Self {
+        Self { devices: KVec::new(), major: 0, part_shift: 0, queue_depth: 128 }
+    }
+
+    /// Largest device number the minor space allows.
+    fn max_number(&self) -> u32 {
+        (1 << (MINORBITS - self.part_shift)) - 1
+    }
+
+    fn find(&self, number: u32) -> Option<&Arc<LoopDevice>> {
+        self.devices.iter().find(|d| d.number() == number)
+    }
+
+    /// loop.c's `loop_add`: a negative `requested` takes the lowest free number.
+    fn add(&mut self, requested: i32) -> Result<u32> {
+        let number = match u32::try_from(requested) {
+            Ok(n) if n > self.max_number() => return Err(EINVAL),
+            Ok(n) if self.find(n).is_some() => return Err(EEXIST),
+            Ok(n) => n,
+            Err(_) => (0..=self.max_number()).find(|&n| self.find(n).is_none()).ok_or(ENOSPC)?,
+        };
+        self.devices.reserve(1, GFP_KERNEL)?;
+        let device = LoopDevice::create(number, self.major, self.part_shift, self.queue_depth)?;
+        self.devices.push(device, GFP_KERNEL)?;
+        Ok(number)
+    }
+}
+
+/// Sets up the registry and creates the first `count` devices.
+pub(crate) fn init(major: u32, part_shift: u32, queue_depth: u32, count: u32) -> Result {
+    ffi::init_registry();
+    let mut registry = REGISTRY.lock();
+    registry.major = major;
+    registry.part_shift = part_shift;
+    registry.queue_depth = queue_depth;
+    for number in 0..count {
+        registry.add(number as i32)?;
+    }
+    Ok(())
+}
+
+/// Removes every device (module unload). Bound devices are unbound first:
+/// the module can only go away when nothing is open.
+pub(crate) fn remove_all() {
+    let devices = core::mem::take(&mut REGISTRY.lock().devices);
+    for device in devices.iter() {
+        device.remove(true);
+    }
+}
+
+/// The block core's hook for opening a node of our major without a disk.
+pub(crate) fn probe(devt: u32) {
+    let mut registry = REGISTRY.lock();
+    let number = (devt & ((1 << MINORBITS) - 1)) >> registry.part_shift;
+    if registry.find(number).is_none() {
+        // A failed on-demand creation just leaves the node without a disk
+        // (the open then fails with ENXIO), as in loop.c.
+        let _ = registry.add(number as i32);
+    }
+}
+
+fn remove(arg: usize) -> Result<i32> {
+    // The argument is an int in loop.c; "remove any" is not supported.
+    let number = u32::try_from(arg as i32).map_err(|_| EINVAL)?;
+    let device = {
+        let mut registry = REGISTRY.lock();
+        let index = registry.devices.iter().position(|d| d.number() == number).ok_or(ENODEV)?;
+        registry.devices[index].begin_removal()?;
+        registry.devices.remove(index)?
+    };
+    device.remove(false);
+    Ok(0)
+}
+
+fn get_free() -> Result<i32> {
+    let mut registry = REGISTRY.lock();
+    if let Some(device) = registry.devices.iter().filter(|d| d.is_unbound()).min_by_key(|d| d.number()) {
+        return Ok(device.number() as i32);
+    }
+    registry.add(-1).map(|n| n as i32)
+}
+
+/// `/dev/rloop-control`.
+pub(crate) struct Control;
+
+impl ControlOps for Control {
+    fn ioctl(cmd: u32, arg: usize) -> Result<i32> {
+        match cmd {
+            // The argument is an int in loop.c: a negative one means "any".
+            LOOP_CTL_ADD => REGISTRY.lock().add(arg as i32).map(|n| n as i32),
+            LOOP_CTL_REMOVE => remove(arg),
+            LOOP_CTL_GET_FREE => get_free(),
+            _ => Err(ffi::enosys()),
+        }
+    }
+}

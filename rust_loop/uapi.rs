@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The user-space ABI of the loop driver, copied from `include/uapi/linux/loop.h`.
+//!
+//! bindgen does not see `linux/loop.h`, so the numbers and structures are written
+//! out here; the compile-time size checks catch a layout that drifts from C.
+
+use kernel::transmute::{AsBytes, FromBytes};
+
+/// Block-device ioctls (`loop.h`: plain numbers, not `_IO*`-encoded).
+pub(crate) const LOOP_SET_FD: u32 = 0x4C00;
+pub(crate) const LOOP_CLR_FD: u32 = 0x4C01;
+pub(crate) const LOOP_SET_STATUS: u32 = 0x4C02;
+pub(crate) const LOOP_GET_STATUS: u32 = 0x4C03;
+pub(crate) const LOOP_SET_STATUS64: u32 = 0x4C04;
+pub(crate) const LOOP_GET_STATUS64: u32 = 0x4C05;
+pub(crate) const LOOP_CHANGE_FD: u32 = 0x4C06;
+pub(crate) const LOOP_SET_CAPACITY: u32 = 0x4C07;
+pub(crate) const LOOP_SET_DIRECT_IO: u32 = 0x4C08;
+pub(crate) const LOOP_SET_BLOCK_SIZE: u32 = 0x4C09;
+pub(crate) const LOOP_CONFIGURE: u32 = 0x4C0A;
+
+/// Control-device ioctls.
+pub(crate) const LOOP_CTL_ADD: u32 = 0x4C80;
+pub(crate) const LOOP_CTL_REMOVE: u32 = 0x4C81;
+pub(crate) const LOOP_CTL_GET_FREE: u32 = 0x4C82;
+
+/// `lo_flags` bits.
+pub(crate) const LO_FLAGS_READ_ONLY: u32 = 1;
+pub(crate) const LO_FLAGS_AUTOCLEAR: u32 = 4;
+pub(crate) const LO_FLAGS_PARTSCAN: u32 = 8;
+pub(crate) const LO_FLAGS_DIRECT_IO: u32 = 16;
+
+/// Flags LOOP_SET_STATUS may set, and the subset it may clear.
+pub(crate) const LOOP_SET_STATUS_SETTABLE_FLAGS: u32 = LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN;
+pub(crate) const LOOP_SET_STATUS_CLEARABLE_FLAGS: u32 = LO_FLAGS_AUTOCLEAR;
+/// Flags LOOP_CONFIGURE accepts.
+pub(crate) const LOOP_CONFIGURE_SETTABLE_FLAGS: u32 =
+    LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN | LO_FLAGS_DIRECT_IO;
+
+pub(crate) const LO_NAME_SIZE: usize = 64;
+pub(crate) const LO_KEY_SIZE: usize = 32;
+/// The only encryption type left in the kernel.
+pub(crate) const LO_CRYPT_NONE: u32 = 0;
+
+/// `struct loop_info64`: identical on 32- and 64-bit user space.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct LoopInfo64 {
+    pub(crate) lo_device: u64,
+    pub(crate) lo_inode: u64,
+    pub(crate) lo_rdevice: u64,
+    pub(crate) lo_offset: u64,
+    pub(crate) lo_sizelimit: u64,
+    pub(crate) lo_number: u32,
+    pub(crate) lo_encrypt_type: u32,
+    pub(crate) lo_encrypt_key_size: u32,
+    pub(crate) lo_flags: u32,
+    pub(crate) lo_file_name: [u8; LO_NAME_SIZE],
+    pub(crate) lo_crypt_name: [u8; LO_NAME_SIZE],
+    pub(crate) lo_encrypt_key: [u8; LO_KEY_SIZE],
+    pub(crate) lo_init: [u64; 2],
+}
+
+/// `struct loop_config`, the argument of LOOP_CONFIGURE.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct LoopConfig {
+    pub(crate) fd: u32,
+    pub(crate) block_size: u32,
+    pub(crate) info: LoopInfo64,
+    pub(crate) reserved: [u64; 8],
+}
+
+/// The legacy `struct loop_info` of 64-bit user space (x86_64 layout:
+/// `__kernel_old_dev_t` and `unsigned long` are 64 bits, `int` 32).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct LoopInfo {
+    pub(crate) lo_number: i32,
+    pub(crate) lo_device: u64,
+    pub(crate) lo_inode: u64,
+    pub(crate) lo_rdevice: u64,
+    pub(crate) lo_offset: i32,
+    pub(crate) lo_encrypt_type: i32,
+    pub(crate) lo_encrypt_key_size: i32,
+    pub(crate) lo_flags: i32,
+    pub(crate) lo_name: [u8; LO_NAME_SIZE],
+    pub(crate) lo_encrypt_key: [u8; LO_KEY_SIZE],
+    pub(crate) lo_init: [u64; 2],
+    pub(crate) reserved: [u8; 4],
+    // Explicit tail padding (C has 4 implicit bytes), so that the structure
+    // has no uninitialised bytes when copied to user space.
+    pub(crate) padding: [u8; 4],
+}
+
+/// `struct compat_loop_info` (loop.c): the legacy structure of 32-bit x86
+/// user space, where `compat_dev_t` is 16 bits and `long` is 32.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct CompatLoopInfo {
+    pub(crate) lo_number: i32,
+    pub(crate) lo_device: u16,
+    pub(crate) padding1: u16,
+    pub(crate) lo_inode: u32,
+    pub(crate) lo_rdevice: u16,
+    pub(crate) padding2: u16,
+    pub(crate) lo_offset: i32,
+    pub(crate) lo_encrypt_type: i32,
+    pub(crate) lo_encrypt_key_size: i32,
+    pub(crate) lo_flags: i32,
+    pub(crate) lo_name: [u8; LO_NAME_SIZE],
+    pub(crate) lo_encrypt_key: [u8; LO_KEY_SIZE],
+    pub(crate) lo_init: [u32; 2],
+    pub(crate) reserved: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(core::mem::size_of::<LoopConfig>() == 304);
+const _: () = assert!(core::mem::size_of::<LoopInfo>() == 168);
+const _: () = assert!(core::mem::size_of::<CompatLoopInfo>() == 140);
+
+// SAFETY: plain-old-data `repr(C)` structures made of integers and byte arrays
+// with no implicit padding (checked by the size assertions above), so every
+// bit pattern is valid and every byte is initialised.
+unsafe impl FromBytes for LoopInfo64 {}
+// SAFETY: see above.
+unsafe impl AsBytes for LoopInfo64 {}
+// SAFETY: see above.
+unsafe impl FromBytes for LoopConfig {}
+// SAFETY: see above.
+unsafe impl FromBytes for LoopInfo {}
+// SAFETY: see above.
+unsafe impl AsBytes for LoopInfo {}
+// SAFETY: see above.
+unsafe impl FromBytes for CompatLoopInfo {}
+// SAFETY: see above.
+unsafe impl AsBytes for CompatLoopInfo {}
+
+impl LoopInfo64 {
+    /// An all-zero structure, the starting point of every GET_STATUS reply.
+    pub(crate) const fn zeroed() -> Self {
+        Self {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: 0,
+            lo_sizelimit: 0,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: 0,
+            lo_file_name: [0; LO_NAME_SIZE],
+            lo_crypt_name: [0; LO_NAME_SIZE],
+            lo_encrypt_key: [0; LO_KEY_SIZE],
+            lo_init: [0; 2],
+        }
+    }
+}

@@ -1,0 +1,208 @@
+# shellcheck shell=bash
+# Shared helpers for the shell tests. Sourced by every *_test.sh.
+#
+# LOOP_PREFIX selects the driver under test: "rloop" (rust_loop.ko, default)
+# or "loop" (loop.c's loop.ko, for comparison). Both are loaded explicitly:
+# the VM boots with modprobe.blacklist=loop.
+
+LOOP_PREFIX=${LOOP_PREFIX:-rloop}
+REPO_DIR=${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+SCRATCH=${SCRATCH:-/tmp}
+# Programs built by the Makefile (exported by it; a plain in-tree build puts
+# them beside this file).
+BIN_DIR=${LOOP_TEST_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+export LOOP_PREFIX SCRATCH BIN_DIR
+
+# Lines in the kernel log that show a kernel bug (the same list vm/run.sh uses).
+BAD_KLOG_PATTERN='BUG:|WARNING:|KASAN|possible circular locking|Oops|blocked for more than|Kernel panic|general protection fault|UBSAN|rust_panic|panicked at'
+
+# Paths of the driver's nodes.
+loop_dev() { echo "/dev/${LOOP_PREFIX}$1"; }
+loop_ctl() { echo "/dev/${LOOP_PREFIX}-control"; }
+# loop_sys N -> /sys/block/<prefix>N
+loop_sys() { echo "/sys/block/${LOOP_PREFIX}$1"; }
+
+driver_module_name() { [[ $LOOP_PREFIX == rloop ]] && echo rust_loop || echo loop; }
+driver_module_path() {
+	if [[ $LOOP_PREFIX == rloop ]]; then
+		echo "$REPO_DIR/rust_loop.ko"
+	else
+		echo "$KBUILD_DIR/drivers/block/loop.ko"
+	fi
+}
+driver_loaded() { [[ -d /sys/module/$(driver_module_name) ]]; }
+driver_unloaded() { ! driver_loaded; }
+# Both drivers want block major 7: the one not under test must be absent.
+other_driver_absent() {
+	local other=loop
+	[[ $LOOP_PREFIX == rloop ]] || other=rust_loop
+	[[ ! -d /sys/module/$other ]]
+}
+
+# load_driver [module parameters...]
+load_driver() {
+	insmod "$(driver_module_path)" "$@" || return 1
+	udevadm settle 2>/dev/null || true
+	local _
+	for _ in $(seq 50); do [[ -b $(loop_dev 0) ]] && return 0; sleep 0.1; done
+	echo "load_driver: $(loop_dev 0) did not appear" >&2
+	return 1
+}
+
+unload_driver() {
+	udevadm settle 2>/dev/null || true
+	rmmod "$(driver_module_name)"
+}
+
+# wait_until SECONDS COMMAND... : poll COMMAND every 0.1 s until it succeeds.
+# Used where loop.c itself is asynchronous (udev holding a device open
+# delays the lazy LOOP_CLR_FD teardown), never to hide a wrong result.
+wait_until() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+}
+
+# loop_bound N: the "loop" sysfs group exists only while device N is bound.
+loop_bound() { [[ -d $(loop_sys "$1")/loop ]]; }
+loop_unbound() { ! loop_bound "$1"; }
+wait_loop_unbound() { wait_until 10 loop_unbound "$1"; }
+
+# detach_loop N: losetup -d, then wait for the (lazy) teardown.
+detach_loop() { losetup -d "$(loop_dev "$1")" && wait_loop_unbound "$1"; }
+
+# Small predicates for check/require; they explain a mismatch on stderr.
+# fails COMMAND...: COMMAND must fail.
+fails() { ! "$@"; }
+# equals GOT WANT [WHAT]
+equals() { [[ $1 == "$2" ]] || { echo "${3:-value} is '$1', want '$2'" >&2; return 1; }; }
+# sysfs_is N ATTR VALUE: /sys/block/<prefix>N/ATTR reads VALUE.
+sysfs_is() { equals "$(<"$(loop_sys "$1")/$2")" "$3" "$(loop_sys "$1")/$2"; }
+# size_is DEVICE BYTES
+size_is() { equals "$(blockdev --getsize64 "$1")" "$2" "size of $1"; }
+
+# Best-effort teardown after a test, whatever state it left: unmount what sits
+# on our devices, detach them all, unload the driver. Fails if the driver
+# cannot be unloaded.
+cleanup_driver() {
+	local mnt sys n
+	driver_loaded || return 0
+	while read -r _ mnt; do
+		umount "$mnt" 2>/dev/null || umount -l "$mnt" || true
+	done < <(awk -v p="^/dev/${LOOP_PREFIX}[0-9]" '$1 ~ p { print $1, $2 }' /proc/mounts)
+	for sys in /sys/block/"${LOOP_PREFIX}"[0-9]*; do
+		[[ -d $sys/loop ]] || continue
+		n=${sys##*/"${LOOP_PREFIX}"}
+		losetup -d "$(loop_dev "$n")" 2>/dev/null || true
+		wait_loop_unbound "$n" || true
+	done
+	# udev may still hold a device open for a moment after its last event.
+	wait_until 10 unload_driver 2>/dev/null
+}
+
+# Kernel log markers: each test writes one at its start, so a bad line can be
+# attributed to the test during which it appeared.
+klog_mark() { echo "rust_loop-selftests: $*" >/dev/kmsg; }
+# klog_since MARK: kernel log lines after the last line containing MARK
+# (the whole log if MARK is absent).
+klog_since() {
+	dmesg | awk -v m="$1" 'index($0, m) { n = 0; delete l; next } { l[n++] = $0 }
+		END { for (i = 0; i < n; i++) print l[i] }'
+}
+# klog_clean_since MARK: fail, printing them, if bad lines follow MARK.
+klog_clean_since() {
+	local bad
+	bad=$(klog_since "$1" | grep -E "$BAD_KLOG_PATTERN") || return 0
+	printf '%s\n' "$bad" | head -40 >&2
+	return 1
+}
+
+# ---------------------------------------------------------------------------
+# TAP for shell tests. A test calls tap_start_driver_test (or tap_start), then
+# check/require per step. lib.mk's runner nests this TAP under the test's own
+# result line; summarize.sh counts both levels. Exit status: 0 when every check
+# passed, 1 otherwise (a skipped check is never a pass: see summarize.sh).
+
+TAP_COUNT=0
+TAP_FAILED=0
+TAP_CLEANUPS=()
+
+# Indent a command's output as TAP diagnostics.
+tap_diag() { sed -e 's/^/# /'; }
+
+tap_ok() { TAP_COUNT=$((TAP_COUNT + 1)); echo "ok $TAP_COUNT $1"; }
+tap_not_ok() {
+	TAP_COUNT=$((TAP_COUNT + 1))
+	TAP_FAILED=$((TAP_FAILED + 1))
+	echo "not ok $TAP_COUNT $1"
+}
+tap_skip() { TAP_COUNT=$((TAP_COUNT + 1)); echo "ok $TAP_COUNT $1 # SKIP $2"; }
+
+# check DESCRIPTION COMMAND... : run COMMAND (in a subshell), report it, go on.
+check() {
+	local desc=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		tap_ok "$desc"
+	else
+		tap_not_ok "$desc"
+		{ echo "command: $*"; [[ -z $out ]] || printf '%s\n' "$out"; } | tap_diag
+	fi
+	return 0
+}
+
+# require DESCRIPTION COMMAND... : like check, but the test cannot go on
+# without it: stop here (the EXIT trap still cleans up).
+require() {
+	local before=$TAP_FAILED
+	check "$@"
+	((TAP_FAILED == before)) || exit 1
+}
+
+# at_exit COMMAND... : run COMMAND at the end of the test (last added, first run).
+at_exit() { TAP_CLEANUPS=("$(printf '%q ' "$@")" "${TAP_CLEANUPS[@]}"); }
+
+tap_unexpected() {
+	tap_not_ok "unexpected failure at line $1: $2"
+	exit 1
+}
+
+tap_finish() {
+	local status=$? cmd
+	trap - ERR
+	set +e
+	for cmd in "${TAP_CLEANUPS[@]}"; do
+		eval "$cmd"
+	done
+	check "kernel log clean during $TAP_NAME" klog_clean_since "begin $TAP_NAME"
+	echo "1..$TAP_COUNT"
+	((TAP_FAILED == 0 && status == 0 && TAP_COUNT > 0)) && exit 0
+	exit 1
+}
+
+# tap_start NAME: begin TAP output, trap failures, mark the kernel log.
+tap_start() {
+	TAP_NAME=$1
+	echo "TAP version 13"
+	klog_mark "begin $TAP_NAME"
+	trap tap_finish EXIT
+	trap 'exit 1' TERM INT
+	set -E
+	trap 'tap_unexpected "$LINENO" "$BASH_COMMAND"' ERR
+}
+
+# tap_start_driver_test NAME: tap_start + load the driver under test (and
+# unload it, checked, at the end) + a private work folder on $SCRATCH.
+tap_start_driver_test() {
+	tap_start "$1"
+	WORK=$(mktemp -d "$SCRATCH/$1.XXXXXX")
+	at_exit rm -rf "$WORK"
+	check "$(driver_module_name) is not loaded before the test" driver_unloaded
+	if driver_loaded; then cleanup_driver || true; fi
+	require "the other loop driver is not loaded" other_driver_absent
+	require "load $(driver_module_name)" load_driver
+	at_exit check "unload $(driver_module_name) after the test" cleanup_driver
+}

@@ -1,0 +1,18 @@
+#!/bin/bash
+# Runs inside the guest (started by vm/run.sh): prepares a scratch tmpfs, checks
+# that loop.ko did not sneak in, runs the command, then hands its status and
+# the whole kernel log back to the host through the shared $RESULTS folder.
+mkdir -p /run/rust-loop && mount -t tmpfs -o size=1500M tmpfs /run/rust-loop
+export SCRATCH=/run/rust-loop
+export PATH="$PATH:/usr/sbin:/sbin"
+if [[ -d /sys/module/loop ]]; then
+	echo "guest-init: loop.ko is loaded before the test started" >&2
+	status=1
+else
+	bash -c "$1"
+	status=$?
+fi
+dmesg >"$RESULTS/dmesg"
+echo "$status" >"$RESULTS/status"
+sync
+exit "$status"

@@ -1,0 +1,92 @@
+#!/bin/bash
+# Boot the project's kernel under QEMU with virtme-ng and run one command in the
+# guest, with the host's root filesystem (and so its losetup, mkfs, fio, and this
+# repository) visible read-only over 9p.
+#
+#   vm/run.sh [--variant debug|bench] [--timeout SECONDS] [--shell] -- 'guest command'
+#
+# Exits non-zero when the command fails, the VM times out or panics, or the
+# kernel log has a line that shows a kernel bug (see BAD_LOG_PATTERN).
+# Only one VM runs at a time on this 2-core machine: callers queue on a lock.
+source "$(dirname "$0")/common.sh"
+
+BAD_LOG_PATTERN='BUG:|WARNING:|KASAN|possible circular locking|Oops|blocked for more than|Kernel panic|general protection fault|UBSAN|rust_panic|panicked at'
+
+variant=debug timeout=1800 shell=0
+while (($#)); do
+	case $1 in
+	--variant) variant=$2; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	--shell) shell=1; shift ;;
+	--) shift; break ;;
+	*) break ;;
+	esac
+done
+guest_command=${*:-true}
+
+BUILD=$(kernel_build_dir "$variant")
+[[ -f "$BUILD/.build-complete" ]] || die "kernel ($variant) not built; run vm/build-kernel.sh $variant"
+VNG="$CACHE_DIR/venv/bin/vng"
+export PATH="$CACHE_DIR/venv/bin:$PATH"
+
+# KVM on this machine kind (KVM-PVM) hangs stock kernels: use it only when a
+# short probe boot proves it works, and remember the answer.
+kvm_flag=--disable-kvm
+if [[ -w /dev/kvm && "${RUST_LOOP_KVM:-probe}" != off ]]; then
+	probe_file="$CACHE_DIR/kvm-works"
+	if [[ ! -f "$probe_file" ]]; then
+		if timeout 60 "$VNG" --run "$BUILD/arch/x86/boot/bzImage" --cpus 1 --memory 512M \
+			--exec "echo kvm-probe-ok" </dev/null 2>/dev/null | grep -q kvm-probe-ok; then
+			echo yes >"$probe_file"
+		else
+			echo no >"$probe_file"
+		fi
+	fi
+	[[ $(cat "$probe_file") == yes ]] && kvm_flag=
+fi
+
+RESULTS=$(mktemp -d "$CACHE_DIR/vm-results.XXXXXX")
+# Writable from the guest (the rest of the host is read-only there): test
+# programs built by `make -C selftests` live here too.
+GUEST_OUT="$CACHE_DIR/guest-out"
+mkdir -p "$GUEST_OUT"
+trap 'rm -rf "$RESULTS"' EXIT
+exec 9>"$CACHE_DIR/vm.lock"
+flock 9 || die "cannot take the VM lock"
+
+vng_args=(--run "$BUILD/arch/x86/boot/bzImage" $kvm_flag --cpus 2 --memory 4G
+	--rwdir "$RESULTS" --rwdir "$GUEST_OUT" --cwd "$REPO_DIR"
+	# Nothing may load loop.ko behind our back: udev, static nodes and
+	# block-major-7 autoloading all can. Comparisons insmod it explicitly.
+	--append "modprobe.blacklist=loop")
+
+if ((shell)); then
+	"$VNG" "${vng_args[@]}" --exec "RESULTS=$RESULTS GUEST_OUT=$GUEST_OUT KBUILD_DIR=$BUILD REPO_DIR=$REPO_DIR $REPO_DIR/vm/guest-init.sh bash -i"
+	exit $?
+fi
+
+start=$SECONDS
+set +e
+timeout --foreground -k 10 "$timeout" "$VNG" "${vng_args[@]}" \
+	--exec "RESULTS=$RESULTS GUEST_OUT=$GUEST_OUT KBUILD_DIR=$BUILD REPO_DIR=$REPO_DIR $REPO_DIR/vm/guest-init.sh $(printf '%q' "$guest_command")" \
+	</dev/null 2>&1 | tee "$RESULTS/console.log"
+vng_status=${PIPESTATUS[0]}
+set -e
+
+status=1
+if [[ -f "$RESULTS/status" ]]; then
+	status=$(cat "$RESULTS/status")
+elif ((vng_status == 124)); then
+	log "VM timed out after ${timeout}s"
+else
+	log "VM ended without reporting a status (vng exit $vng_status): panic or crash?"
+fi
+mkdir -p "$CACHE_DIR/logs"
+cp -f "$RESULTS/dmesg" "$CACHE_DIR/logs/last-dmesg.log" 2>/dev/null || cp -f "$RESULTS/console.log" "$CACHE_DIR/logs/last-dmesg.log"
+if grep -En "$BAD_LOG_PATTERN" "$CACHE_DIR/logs/last-dmesg.log" >"$RESULTS/bad-lines"; then
+	log "kernel log shows a kernel bug; offending lines (full log: $CACHE_DIR/logs/last-dmesg.log):"
+	head -50 "$RESULTS/bad-lines" >&2
+	status=1
+fi
+log "VM finished in $((SECONDS - start)) s, status $status"
+exit "$status"
