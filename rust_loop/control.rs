@@ -16,6 +16,8 @@ use kernel::{prelude::*, sync::Arc};
 /// The devices and the numbering fixed at module load.
 pub(crate) struct Registry {
     devices: KVec<Arc<LoopDevice>>,
+    /// Set at module unload: no device may be added any more.
+    closing: bool,
     major: u32,
     part_shift: u32,
     queue_depth: u32,
@@ -23,7 +25,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) const fn new() -> Self {
-        Self { devices: KVec::new(), major: 0, part_shift: 0, queue_depth: 128 }
+        Self { devices: KVec::new(), closing: false, major: 0, part_shift: 0, queue_depth: 128 }
     }
 
     /// Largest device number the minor space allows.
@@ -37,6 +39,9 @@ impl Registry {
 
     /// loop.c's `loop_add`: a negative `requested` takes the lowest free number.
     fn add(&mut self, requested: i32) -> Result<u32> {
+        if self.closing {
+            return Err(ENODEV);
+        }
         let number = match u32::try_from(requested) {
             Ok(n) if n > self.max_number() => return Err(EINVAL),
             Ok(n) if self.find(n).is_some() => return Err(EEXIST),
@@ -66,7 +71,12 @@ pub(crate) fn init(major: u32, part_shift: u32, queue_depth: u32, count: u32) ->
 /// Removes every device (module unload). Bound devices are unbound first:
 /// the module can only go away when nothing is open.
 pub(crate) fn remove_all() {
-    let devices = core::mem::take(&mut REGISTRY.lock().devices);
+    let devices = {
+        let mut registry = REGISTRY.lock();
+        // The probe hook stays registered until the major goes, after us.
+        registry.closing = true;
+        core::mem::take(&mut registry.devices)
+    };
     for device in devices.iter() {
         device.remove(true);
     }
