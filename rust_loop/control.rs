@@ -25,7 +25,13 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) const fn new() -> Self {
-        Self { devices: KVec::new(), closing: false, major: 0, part_shift: 0, queue_depth: 128 }
+        Self {
+            devices: KVec::new(),
+            closing: false,
+            major: 0,
+            part_shift: 0,
+            queue_depth: 128,
+        }
     }
 
     /// Largest device number the minor space allows.
@@ -46,7 +52,9 @@ impl Registry {
             Ok(n) if n > self.max_number() => return Err(EINVAL),
             Ok(n) if self.find(n).is_some() => return Err(EEXIST),
             Ok(n) => n,
-            Err(_) => (0..=self.max_number()).find(|&n| self.find(n).is_none()).ok_or(ENOSPC)?,
+            Err(_) => (0..=self.max_number())
+                .find(|&n| self.find(n).is_none())
+                .ok_or(ENOSPC)?,
         };
         self.devices.reserve(1, GFP_KERNEL)?;
         let device = LoopDevice::create(number, self.major, self.part_shift, self.queue_depth)?;
@@ -98,7 +106,11 @@ fn remove(arg: usize) -> Result<i32> {
     let number = u32::try_from(arg as i32).map_err(|_| EINVAL)?;
     let device = {
         let mut registry = REGISTRY.lock();
-        let index = registry.devices.iter().position(|d| d.number() == number).ok_or(ENODEV)?;
+        let index = registry
+            .devices
+            .iter()
+            .position(|d| d.number() == number)
+            .ok_or(ENODEV)?;
         registry.devices[index].begin_removal()?;
         registry.devices.remove(index)?
     };
@@ -108,7 +120,12 @@ fn remove(arg: usize) -> Result<i32> {
 
 fn get_free() -> Result<i32> {
     let mut registry = REGISTRY.lock();
-    if let Some(device) = registry.devices.iter().filter(|d| d.is_unbound()).min_by_key(|d| d.number()) {
+    if let Some(device) = registry
+        .devices
+        .iter()
+        .filter(|d| d.is_unbound())
+        .min_by_key(|d| d.number())
+    {
         return Ok(device.number() as i32);
     }
     registry.add(-1).map(|n| n as i32)

@@ -113,7 +113,11 @@ pub(crate) struct IoState {
 
 impl IoState {
     const fn unbound() -> Self {
-        Self { binding: None, direct_io: false, read_only: false }
+        Self {
+            binding: None,
+            direct_io: false,
+            read_only: false,
+        }
     }
 }
 
@@ -134,7 +138,11 @@ fn status_from_info(info: &LoopInfo64) -> Result<StatusRequest> {
     }
     let mut file_name = info.lo_file_name;
     file_name[LO_NAME_SIZE - 1] = 0;
-    Ok(StatusRequest { offset: info.lo_offset, sizelimit: info.lo_sizelimit, file_name })
+    Ok(StatusRequest {
+        offset: info.lo_offset,
+        sizelimit: info.lo_sizelimit,
+        file_name,
+    })
 }
 
 /// A backing file must be readable, and writable if it was opened for writing.
@@ -168,7 +176,12 @@ pub(crate) struct LoopDevice {
 
 impl LoopDevice {
     /// Creates device `number` and makes `/dev/rloop<number>` appear.
-    pub(crate) fn create(number: u32, major: u32, part_shift: u32, queue_depth: u32) -> Result<Arc<Self>> {
+    pub(crate) fn create(
+        number: u32,
+        major: u32,
+        part_shift: u32,
+        queue_depth: u32,
+    ) -> Result<Arc<Self>> {
         let numbers = DiskNumbers {
             major,
             first_minor: number << part_shift,
@@ -222,7 +235,12 @@ impl LoopDevice {
                 return Err(EBUSY);
             }
             self.state
-                .compare_exchange(State::Unbound as u32, State::Deleting as u32, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    State::Unbound as u32,
+                    State::Deleting as u32,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .map(|_| ())
                 .map_err(|_| EBUSY)
         })
@@ -268,7 +286,10 @@ impl LoopDevice {
     }
 
     fn file_name(&self) -> [u8; LO_NAME_SIZE] {
-        self.binding.lock().as_ref().map_or([0; LO_NAME_SIZE], |b| b.file_name)
+        self.binding
+            .lock()
+            .as_ref()
+            .map_or([0; LO_NAME_SIZE], |b| b.file_name)
     }
 
     /// Tears the binding down (loop.c's `__loop_clr_fd`). Runs with
@@ -308,7 +329,13 @@ impl LoopDevice {
     // ----------------------------------------------------------------------
 
     /// The limits for a binding: block size, write cache, discard.
-    fn fill_limits(&self, limits: &mut LimitsUpdate<'_, Self>, binding: &Binding, flags: u32, block_size: u32) {
+    fn fill_limits(
+        &self,
+        limits: &mut LimitsUpdate<'_, Self>,
+        binding: &Binding,
+        flags: u32,
+        block_size: u32,
+    ) {
         let block_size = match block_size {
             0 if flags & LO_FLAGS_DIRECT_IO != 0 => binding.min_dio_size.max(512),
             0 => 512,
@@ -360,7 +387,11 @@ impl LoopDevice {
         check_backing_file(&file)?;
         // Keep anyone from mounting the device while it is being set up,
         // unless the caller opened it exclusively already.
-        let _claim = if mode.exclusive() { None } else { Some(bdev.prepare_to_claim()?) };
+        let _claim = if mode.exclusive() {
+            None
+        } else {
+            Some(bdev.prepare_to_claim()?)
+        };
 
         let control = self.control.lock();
         if self.state() != State::Unbound {
@@ -393,11 +424,7 @@ impl LoopDevice {
                 file_name: status.file_name,
             },
             GFP_KERNEL,
-        );
-        let binding = match binding {
-            Ok(b) => b,
-            Err(e) => return Err(e.into()),
-        };
+        )?;
 
         self.disk.suppress_uevents(true);
         // Drops whatever an unbound reader left in the page cache.
@@ -503,7 +530,8 @@ impl LoopDevice {
             self.disk.set_partscan_suppressed(false);
         }
         if size_changed {
-            self.disk.set_capacity_and_notify(binding.size_sectors(&binding.file));
+            self.disk
+                .set_capacity_and_notify(binding.size_sectors(&binding.file));
         }
         drop(control);
         if partscan {
@@ -587,7 +615,8 @@ impl LoopDevice {
             return Err(ENXIO);
         }
         let binding = self.current_binding()?;
-        self.disk.set_capacity_and_notify(binding.size_sectors(&binding.file));
+        self.disk
+            .set_capacity_and_notify(binding.size_sectors(&binding.file));
         Ok(())
     }
 
@@ -609,13 +638,21 @@ impl LoopDevice {
             // the page cache.
             let _ = binding.file.fsync(false);
         }
-        let flags = if enable { flags | LO_FLAGS_DIRECT_IO } else { flags & !LO_FLAGS_DIRECT_IO };
+        let flags = if enable {
+            flags | LO_FLAGS_DIRECT_IO
+        } else {
+            flags & !LO_FLAGS_DIRECT_IO
+        };
         self.publish(&binding, flags);
         Ok(())
     }
 
     fn set_block_size(&self, bdev: &BlockDevice, mode: OpenMode, size: usize) -> Result {
-        let _claim = if mode.exclusive() { None } else { Some(bdev.prepare_to_claim()?) };
+        let _claim = if mode.exclusive() {
+            None
+        } else {
+            Some(bdev.prepare_to_claim()?)
+        };
         let _control = self.control.lock();
         if self.state() != State::Bound {
             return Err(ENXIO);
@@ -644,11 +681,15 @@ impl LoopDevice {
     // ----------------------------------------------------------------------
 
     fn read_user<T: kernel::transmute::FromBytes>(arg: usize) -> Result<T> {
-        UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).reader().read::<T>()
+        UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>())
+            .reader()
+            .read::<T>()
     }
 
     fn write_user<T: kernel::transmute::AsBytes>(arg: usize, value: &T) -> Result {
-        UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>()).writer().write(value)
+        UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<T>())
+            .writer()
+            .write(value)
     }
 
     fn set_status_legacy(&self, bdev: &BlockDevice, arg: usize, compat: bool) -> Result {
@@ -753,12 +794,30 @@ impl DiskOps for LoopDevice {
         }
     }
 
-    fn ioctl(&self, bdev: &BlockDevice, mode: OpenMode, cmd: u32, arg: usize, compat: bool) -> Result<i32> {
-        let write_or_admin = || if mode.can_write() || capable_sys_admin() { Ok(()) } else { Err(EPERM) };
+    fn ioctl(
+        &self,
+        bdev: &BlockDevice,
+        mode: OpenMode,
+        cmd: u32,
+        arg: usize,
+        compat: bool,
+    ) -> Result<i32> {
+        let write_or_admin = || {
+            if mode.can_write() || capable_sys_admin() {
+                Ok(())
+            } else {
+                Err(EPERM)
+            }
+        };
         match cmd {
             LOOP_SET_FD => {
                 let fd = u32::try_from(arg).map_err(|_| EBADF)?;
-                let config = LoopConfig { fd, block_size: 0, info: LoopInfo64::zeroed(), reserved: [0; 8] };
+                let config = LoopConfig {
+                    fd,
+                    block_size: 0,
+                    info: LoopInfo64::zeroed(),
+                    reserved: [0; 8],
+                };
                 self.configure(bdev, mode, &config)?;
             }
             LOOP_CONFIGURE => {
@@ -888,9 +947,17 @@ fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
             Ok(())
         }
         ReqOp::Flush => file.fsync(false),
-        ReqOp::Discard => file.fallocate(ffi::FALLOC_FL_PUNCH_HOLE | ffi::FALLOC_FL_KEEP_SIZE, pos, rq.bytes()),
+        ReqOp::Discard => file.fallocate(
+            ffi::FALLOC_FL_PUNCH_HOLE | ffi::FALLOC_FL_KEEP_SIZE,
+            pos,
+            rq.bytes(),
+        ),
         ReqOp::WriteZeroes => {
-            let mode = if rq.no_unmap() { ffi::FALLOC_FL_ZERO_RANGE } else { ffi::FALLOC_FL_PUNCH_HOLE };
+            let mode = if rq.no_unmap() {
+                ffi::FALLOC_FL_ZERO_RANGE
+            } else {
+                ffi::FALLOC_FL_PUNCH_HOLE
+            };
             file.fallocate(mode | ffi::FALLOC_FL_KEEP_SIZE, pos, rq.bytes())
         }
         ReqOp::Other => Err(ffi::eopnotsupp()),

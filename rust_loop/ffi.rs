@@ -20,15 +20,15 @@
 
 use core::{
     cell::UnsafeCell,
-    sync::atomic::{AtomicBool, AtomicPtr, Ordering},
     marker::PhantomData,
     mem::MaybeUninit,
     ptr::{self, NonNull},
+    sync::atomic::{AtomicBool, AtomicPtr, Ordering},
 };
 use kernel::{
     bindings,
-    ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void},
     error::{from_err_ptr, to_result},
+    ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void},
     fs::{File, LocalFile},
     new_mutex,
     prelude::*,
@@ -215,7 +215,9 @@ unsafe fn queue_io_work(work: *mut bindings::work_struct) {
     // SAFETY: disks exist only while the module's `IoWorkQueue` lives (it
     // is created first and dropped last), so `wq` is valid; `work` per the
     // function contract.
-    unsafe { bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as c_int, wq, work) };
+    unsafe {
+        bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as c_int, wq, work)
+    };
 }
 
 // ---------------------------------------------------------------------------
@@ -345,7 +347,12 @@ impl BackingFile {
         // SAFETY: `f_path` of an open file is valid; `stat` is writable memory
         // of the right type.
         to_result(unsafe {
-            bindings::vfs_getattr_nosec(&raw const (*self.raw()).__bindgen_anon_1.f_path, stat.as_mut_ptr(), mask, 0)
+            bindings::vfs_getattr_nosec(
+                &raw const (*self.raw()).__bindgen_anon_1.f_path,
+                stat.as_mut_ptr(),
+                mask,
+                0,
+            )
         })?;
         // SAFETY: zero is a valid `kstat`, and `vfs_getattr_nosec` filled it.
         Ok(unsafe { stat.assume_init() })
@@ -462,9 +469,10 @@ impl BackingFile {
         let mut kiocb: bindings::kiocb = unsafe { core::mem::zeroed() };
         kiocb.ki_filp = file;
         // SAFETY: `f_iocb_flags` is set at open time.
-        let file_flags = unsafe { (*file).f_iocb_flags } as u32;
+        let file_flags = unsafe { (*file).f_iocb_flags };
         let direct_flag = bindings::IOCB_DIRECT;
-        kiocb.ki_flags = ((file_flags & !direct_flag) | if direct { direct_flag } else { 0 }) as c_int;
+        kiocb.ki_flags =
+            ((file_flags & !direct_flag) | if direct { direct_flag } else { 0 }) as c_int;
         kiocb.ki_pos = pos;
         // SAFETY: `file` is valid; `kiocb` and the bvec iterator are valid for
         // the call, and the bio pages are pinned by the in-flight request.
@@ -481,11 +489,21 @@ impl BackingFile {
         Ok(ret as usize)
     }
 
-    pub(crate) fn read_into(&self, segment: &mut BioSegment<'_>, pos: u64, direct: bool) -> Result<usize> {
+    pub(crate) fn read_into(
+        &self,
+        segment: &mut BioSegment<'_>,
+        pos: u64,
+        direct: bool,
+    ) -> Result<usize> {
         self.rw_iter(segment, pos, false, direct)
     }
 
-    pub(crate) fn write_from(&self, segment: &mut BioSegment<'_>, pos: u64, direct: bool) -> Result<usize> {
+    pub(crate) fn write_from(
+        &self,
+        segment: &mut BioSegment<'_>,
+        pos: u64,
+        direct: bool,
+    ) -> Result<usize> {
         self.rw_iter(segment, pos, true, direct)
     }
 }
@@ -614,17 +632,31 @@ impl BioSegment<'_> {
             covered += u64::from(len) - if nr == 0 { u64::from(done) } else { 0 };
             nr += 1;
         }
-        let direction = if write { bindings::ITER_SOURCE } else { bindings::ITER_DEST };
+        let direction = if write {
+            bindings::ITER_SOURCE
+        } else {
+            bindings::ITER_DEST
+        };
         let mut iter = MaybeUninit::<bindings::iov_iter>::zeroed();
         // SAFETY: `iter` is writable; the bvec slice `[idx, idx + nr)` is valid
         // and outlives the iterator (the request holds the bio).
         unsafe {
-            bindings::iov_iter_bvec(iter.as_mut_ptr(), direction as c_uint, vecs.add(idx as usize), nr as c_ulong, size as usize);
+            bindings::iov_iter_bvec(
+                iter.as_mut_ptr(),
+                direction as c_uint,
+                vecs.add(idx as usize),
+                nr as c_ulong,
+                size as usize,
+            );
         }
         // SAFETY: `iov_iter_bvec` initialised the iterator.
         let mut iter = unsafe { iter.assume_init() };
         iter.iov_offset = done as usize;
-        Self { iter, len: size as usize, _request: PhantomData }
+        Self {
+            iter,
+            len: size as usize,
+            _request: PhantomData,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -678,7 +710,14 @@ pub(crate) trait DiskOps: Send + Sync + Sized + 'static {
     fn open(&self) -> Result;
     /// Called under the block core's `open_mutex`, witnessed by the token.
     fn release(&self, disk_openers: u32, open_mutex: OpenMutexToken);
-    fn ioctl(&self, bdev: &BlockDevice, mode: OpenMode, cmd: u32, arg: usize, compat: bool) -> Result<i32>;
+    fn ioctl(
+        &self,
+        bdev: &BlockDevice,
+        mode: OpenMode,
+        cmd: u32,
+        arg: usize,
+        compat: bool,
+    ) -> Result<i32>;
     fn queue_rq(&self, rq: &Request) -> bool;
     fn handle_request(&self, io: &Self::IoState, rq: &Request) -> BlkStatus;
     fn show(&self, attr: LoopAttr, out: &mut Formatter<'_>) -> Result;
@@ -757,7 +796,12 @@ impl<T: DiskOps> Disk<T> {
             // SAFETY: `set` is an allocated tag set; `lim` is valid for the
             // call; the lock class key is static.
             let disk = from_err_ptr(unsafe {
-                bindings::__blk_mq_alloc_disk(set, &mut lim, ptr::null_mut(), kernel::static_lock_class!().as_ptr())
+                bindings::__blk_mq_alloc_disk(
+                    set,
+                    &mut lim,
+                    ptr::null_mut(),
+                    kernel::static_lock_class!().as_ptr(),
+                )
             });
             let disk = match disk {
                 Ok(disk) => disk,
@@ -776,12 +820,17 @@ impl<T: DiskOps> Disk<T> {
                 (*disk).events = bindings::DISK_EVENT_MEDIA_CHANGE as u16;
                 (*disk).event_flags = bindings::DISK_EVENT_FLAG_UEVENT as u16;
                 if numbers.suppress_partscan {
-                    bindings::set_bit(bindings::GD_SUPPRESS_PART_SCAN as c_ulong, &raw mut (*disk).state);
+                    bindings::set_bit(
+                        bindings::GD_SUPPRESS_PART_SCAN as c_ulong,
+                        &raw mut (*disk).state,
+                    );
                 }
                 let name = &mut (*disk).disk_name;
-                let bytes = core::slice::from_raw_parts_mut(name.as_mut_ptr().cast::<u8>(), name.len());
+                let bytes =
+                    core::slice::from_raw_parts_mut(name.as_mut_ptr().cast::<u8>(), name.len());
                 let mut f = Formatter::new(bytes);
-                core::fmt::write(&mut f, format_args!("rloop{}", numbers.index)).map_err(|_| EINVAL)?;
+                core::fmt::write(&mut f, format_args!("rloop{}", numbers.index))
+                    .map_err(|_| EINVAL)?;
                 let len = f.bytes_written();
                 if len >= bytes.len() {
                     return Err(EINVAL);
@@ -824,7 +873,8 @@ impl<T: DiskOps> Disk<T> {
             (*self.queue()).queuedata = owner_ptr;
         }
         // SAFETY: the gendisk is fully set up; no parent, no extra groups.
-        let ret = unsafe { bindings::device_add_disk(ptr::null_mut(), self.raw(), ptr::null_mut()) };
+        let ret =
+            unsafe { bindings::device_add_disk(ptr::null_mut(), self.raw(), ptr::null_mut()) };
         if ret != 0 {
             // SAFETY: `add` failed, so `free_disk` will never release the owner.
             unsafe {
@@ -841,9 +891,7 @@ impl<T: DiskOps> Disk<T> {
     /// drained. The owner is released by `free_disk` once the last user of the
     /// gendisk is gone. Idempotent.
     pub(crate) fn delete(&self) {
-        if !self.added.load(Ordering::Acquire)
-            || self.deleted.swap(true, Ordering::AcqRel)
-        {
+        if !self.added.load(Ordering::Acquire) || self.deleted.swap(true, Ordering::AcqRel) {
             return;
         }
         // SAFETY: the disk was added and is deleted only once (checked above).
@@ -915,9 +963,15 @@ impl<T: DiskOps> Disk<T> {
         // SAFETY: `state` is a bitmap word of the valid disk, changed atomically.
         unsafe {
             if suppressed {
-                bindings::set_bit(bindings::GD_SUPPRESS_PART_SCAN as c_ulong, &raw mut (*state).state);
+                bindings::set_bit(
+                    bindings::GD_SUPPRESS_PART_SCAN as c_ulong,
+                    &raw mut (*state).state,
+                );
             } else {
-                bindings::clear_bit(bindings::GD_SUPPRESS_PART_SCAN as c_ulong, &raw mut (*state).state);
+                bindings::clear_bit(
+                    bindings::GD_SUPPRESS_PART_SCAN as c_ulong,
+                    &raw mut (*state).state,
+                );
             }
         }
     }
@@ -967,7 +1021,10 @@ impl<T: DiskOps> Disk<T> {
         // (unbind happens before delete).
         unsafe {
             if present {
-                to_result(bindings::sysfs_create_group(self.kobj(), &LOOP_ATTR_GROUP.0))
+                to_result(bindings::sysfs_create_group(
+                    self.kobj(),
+                    &LOOP_ATTR_GROUP.0,
+                ))
             } else {
                 bindings::sysfs_remove_group(self.kobj(), &LOOP_ATTR_GROUP.0);
                 Ok(())
@@ -982,7 +1039,11 @@ impl<T: DiskOps> Disk<T> {
         let noio = NoIoScope::enter();
         // SAFETY: the queue is valid; it is unfrozen by `Frozen::drop`.
         unsafe { bindings::blk_mq_freeze_queue_nomemsave(self.queue()) };
-        Frozen { disk: self, _noio: noio, _guard: guard }
+        Frozen {
+            disk: self,
+            _noio: noio,
+            _guard: guard,
+        }
     }
 
     /// Begins a queue-limits update (takes the queue's `limits_lock`; take it
@@ -995,7 +1056,11 @@ impl<T: DiskOps> Disk<T> {
             bindings::mutex_lock(&raw mut (*q).limits_lock);
             ptr::read(&raw const (*q).limits)
         };
-        LimitsUpdate { disk: self, limits, committed: false }
+        LimitsUpdate {
+            disk: self,
+            limits,
+            committed: false,
+        }
     }
 
     /// The I/O state for a request in flight on this disk.
@@ -1094,7 +1159,9 @@ impl<T: DiskOps> LimitsUpdate<'_, T> {
         self.committed = true;
         // SAFETY: `limits_lock` is held (taken in `start_limits_update`);
         // `queue_limits_commit_update` validates, applies and unlocks it.
-        to_result(unsafe { bindings::queue_limits_commit_update(self.disk.queue(), &mut self.limits) })
+        to_result(unsafe {
+            bindings::queue_limits_commit_update(self.disk.queue(), &mut self.limits)
+        })
     }
 }
 
@@ -1161,18 +1228,19 @@ struct SyncTable<V>(V);
 unsafe impl<V> Sync for SyncTable<V> {}
 
 impl<T: DiskOps> DiskVTable<T> {
-    const FOPS: SyncTable<bindings::block_device_operations> = SyncTable(bindings::block_device_operations {
-        open: Some(Self::open_callback),
-        release: Some(Self::release_callback),
-        ioctl: Some(Self::ioctl_callback),
-        compat_ioctl: Some(Self::compat_ioctl_callback),
-        free_disk: Some(Self::free_disk_callback),
-        // `__this_module` is constructed by the kernel at load time and
-        // outlives every disk of the module.
-        owner: (&raw const bindings::__this_module).cast_mut(),
-        // SAFETY: all-zero is valid for the remaining (optional) callbacks.
-        ..unsafe { MaybeUninit::zeroed().assume_init() }
-    });
+    const FOPS: SyncTable<bindings::block_device_operations> =
+        SyncTable(bindings::block_device_operations {
+            open: Some(Self::open_callback),
+            release: Some(Self::release_callback),
+            ioctl: Some(Self::ioctl_callback),
+            compat_ioctl: Some(Self::compat_ioctl_callback),
+            free_disk: Some(Self::free_disk_callback),
+            // `__this_module` is constructed by the kernel at load time and
+            // outlives every disk of the module.
+            owner: (&raw const bindings::__this_module).cast_mut(),
+            // SAFETY: all-zero is valid for the remaining (optional) callbacks.
+            ..unsafe { MaybeUninit::zeroed().assume_init() }
+        });
 
     const MQ_OPS: SyncTable<bindings::blk_mq_ops> = SyncTable(bindings::blk_mq_ops {
         queue_rq: Some(Self::queue_rq_callback),
@@ -1190,7 +1258,13 @@ impl<T: DiskOps> DiskVTable<T> {
         unsafe { <Arc<T> as ForeignOwnable>::borrow((*disk).private_data) }
     }
 
-    unsafe extern "C" fn open_callback(disk: *mut bindings::gendisk, _mode: bindings::blk_mode_t) -> c_int {
+    /// # Safety
+    ///
+    /// Only called by the block core, on a disk added by `Disk::add`.
+    unsafe extern "C" fn open_callback(
+        disk: *mut bindings::gendisk,
+        _mode: bindings::blk_mode_t,
+    ) -> c_int {
         // SAFETY: called by the block core on one of our added disks.
         let owner = unsafe { Self::owner(disk) };
         match owner.open() {
@@ -1199,6 +1273,9 @@ impl<T: DiskOps> DiskVTable<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the block core, on a disk added by `Disk::add`, with `open_mutex` held.
     unsafe extern "C" fn release_callback(disk: *mut bindings::gendisk) {
         // SAFETY: called by the block core on one of our added disks.
         let owner = unsafe { Self::owner(disk) };
@@ -1206,6 +1283,9 @@ impl<T: DiskOps> DiskVTable<T> {
         owner.release(owner.disk().openers(), OpenMutexToken(()));
     }
 
+    /// # Safety
+    ///
+    /// Only called by `ioctl_callback`/`compat_ioctl_callback`, with their guarantees.
     unsafe extern "C" fn ioctl_common(
         bdev: *mut bindings::block_device,
         mode: bindings::blk_mode_t,
@@ -1217,12 +1297,15 @@ impl<T: DiskOps> DiskVTable<T> {
         // added disks.
         let owner = unsafe { Self::owner((*bdev).bd_disk) };
         let bdev = BlockDevice { raw: bdev };
-        match owner.ioctl(&bdev, OpenMode(mode), cmd, arg as usize, compat) {
+        match owner.ioctl(&bdev, OpenMode(mode), cmd, arg, compat) {
             Ok(v) => v,
             Err(e) => e.to_errno(),
         }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the block core (or the misc core, for the control device), for an open device of this driver.
     unsafe extern "C" fn ioctl_callback(
         bdev: *mut bindings::block_device,
         mode: bindings::blk_mode_t,
@@ -1233,6 +1316,9 @@ impl<T: DiskOps> DiskVTable<T> {
         unsafe { Self::ioctl_common(bdev, mode, cmd, arg, false) }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the block core, for an open disk of this driver.
     unsafe extern "C" fn compat_ioctl_callback(
         bdev: *mut bindings::block_device,
         mode: bindings::blk_mode_t,
@@ -1245,12 +1331,22 @@ impl<T: DiskOps> DiskVTable<T> {
         unsafe { Self::ioctl_common(bdev, mode, cmd, arg, true) }
     }
 
+    /// # Safety
+    ///
+    /// Only called by the block core, once, when the last reference to a disk of this driver is dropped.
     unsafe extern "C" fn free_disk_callback(disk: *mut bindings::gendisk) {
         // SAFETY: the last reference to the disk is gone: release the owner
         // reference taken in `Disk::add`.
-        unsafe { drop(<Arc<T> as ForeignOwnable>::from_foreign((*disk).private_data)) };
+        unsafe {
+            drop(<Arc<T> as ForeignOwnable>::from_foreign(
+                (*disk).private_data,
+            ))
+        };
     }
 
+    /// # Safety
+    ///
+    /// Only called by blk-mq, for a request of a tag set created by `Disk::new`.
     unsafe extern "C" fn init_request_callback(
         _set: *mut bindings::blk_mq_tag_set,
         rq: *mut bindings::request,
@@ -1272,6 +1368,9 @@ impl<T: DiskOps> DiskVTable<T> {
         0
     }
 
+    /// # Safety
+    ///
+    /// Only called by blk-mq, for a request of a queue of a disk created by `Disk::new`.
     unsafe extern "C" fn queue_rq_callback(
         hctx: *mut bindings::blk_mq_hw_ctx,
         bd: *const bindings::blk_mq_queue_data,
@@ -1285,7 +1384,9 @@ impl<T: DiskOps> DiskVTable<T> {
             bindings::blk_mq_start_request(rq);
             // INVARIANT: the request was started above and is ended either by
             // the returned error status or by the work item.
-            let request = Request { raw: NonNull::new_unchecked(rq) };
+            let request = Request {
+                raw: NonNull::new_unchecked(rq),
+            };
             if !owner.queue_rq(&request) {
                 request.set_quiet();
                 return BLK_STS_IOERR;
@@ -1296,6 +1397,9 @@ impl<T: DiskOps> DiskVTable<T> {
         BLK_STS_OK
     }
 
+    /// # Safety
+    ///
+    /// Only called by the workqueue, for a work item queued by `queue_rq_callback`.
     unsafe extern "C" fn work_callback(work: *mut bindings::work_struct) {
         // SAFETY: `work` is the work item inside the PDU of a request started
         // by `queue_rq_callback`; the request stays in flight (and its queue
@@ -1304,7 +1408,9 @@ impl<T: DiskOps> DiskVTable<T> {
             let pdu = kernel::container_of!(work, RequestPdu, work);
             let rq = bindings::blk_mq_rq_from_pdu(pdu.cast::<c_void>());
             let owner = <Arc<T> as ForeignOwnable>::borrow((*(*rq).q).queuedata);
-            let request = Request { raw: NonNull::new_unchecked(rq) };
+            let request = Request {
+                raw: NonNull::new_unchecked(rq),
+            };
             let status = {
                 let _noio = NoIoScope::enter();
                 let io = owner.disk().io_state_for_request(&request);
@@ -1335,7 +1441,7 @@ const fn loop_attr(i: usize) -> SyncTable<bindings::device_attribute> {
     let (_, name, mode) = LOOP_ATTRS[i];
     // SAFETY: all-zero is a valid `device_attribute` (no callbacks).
     let mut a: bindings::device_attribute = unsafe { MaybeUninit::zeroed().assume_init() };
-    a.attr.name = name.as_ptr().cast();
+    a.attr.name = kernel::str::as_char_ptr_in_const_context(name);
     a.attr.mode = mode;
     a.__bindgen_anon_1.show = Some(sysfs_show);
     if mode & 0o200 != 0 {
@@ -1345,8 +1451,15 @@ const fn loop_attr(i: usize) -> SyncTable<bindings::device_attribute> {
 }
 
 /// The attributes of the `loop/` group (immutable statics: sysfs only reads them).
-static LOOP_DEV_ATTRS: [SyncTable<bindings::device_attribute>; 7] =
-    [loop_attr(0), loop_attr(1), loop_attr(2), loop_attr(3), loop_attr(4), loop_attr(5), loop_attr(6)];
+static LOOP_DEV_ATTRS: [SyncTable<bindings::device_attribute>; 7] = [
+    loop_attr(0),
+    loop_attr(1),
+    loop_attr(2),
+    loop_attr(3),
+    loop_attr(4),
+    loop_attr(5),
+    loop_attr(6),
+];
 
 /// The NULL-terminated attribute list of the group.
 static LOOP_ATTR_LIST: SyncTable<[*const bindings::attribute; 8]> = SyncTable([
@@ -1364,7 +1477,7 @@ static LOOP_ATTR_LIST: SyncTable<[*const bindings::attribute; 8]> = SyncTable([
 static LOOP_ATTR_GROUP: SyncTable<bindings::attribute_group> = {
     // SAFETY: all-zero is a valid empty `attribute_group`.
     let mut group: bindings::attribute_group = unsafe { MaybeUninit::zeroed().assume_init() };
-    group.name = c"loop".as_ptr().cast();
+    group.name = kernel::str::as_char_ptr_in_const_context(c"loop");
     group.__bindgen_anon_2.attrs_const = LOOP_ATTR_LIST.0.as_ptr();
     SyncTable(group)
 };
@@ -1377,7 +1490,10 @@ type LoopDevice = crate::device::LoopDevice;
 /// # Safety
 ///
 /// `dev` is the device of a disk (part0) and `attr` one of `LOOP_DEV_ATTRS`.
-unsafe fn sysfs_target(dev: *mut bindings::device, attr: *mut bindings::device_attribute) -> (LoopAttr, *mut c_void) {
+unsafe fn sysfs_target(
+    dev: *mut bindings::device,
+    attr: *mut bindings::device_attribute,
+) -> (LoopAttr, *mut c_void) {
     // SAFETY: per the function contract, `attr` points into `LOOP_DEV_ATTRS`
     // and `dev` is embedded in a `block_device` (`dev_to_disk`).
     unsafe {
@@ -1387,6 +1503,9 @@ unsafe fn sysfs_target(dev: *mut bindings::device, attr: *mut bindings::device_a
     }
 }
 
+/// # Safety
+///
+/// Only called by sysfs, for an attribute of `LOOP_ATTR_GROUP` on a disk of this driver.
 unsafe extern "C" fn sysfs_show(
     dev: *mut bindings::device,
     attr: *mut bindings::device_attribute,
@@ -1396,7 +1515,8 @@ unsafe extern "C" fn sysfs_show(
     // and `buf` is a PAGE_SIZE buffer.
     let (attr, private) = unsafe { sysfs_target(dev, attr) };
     // SAFETY: `buf` is a writable page (sysfs contract).
-    let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE) };
+    let page =
+        unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE) };
     let mut out = Formatter::new(page);
     // SAFETY: `private` is the `private_data` of a live rloop disk: its
     // sysfs files are removed before the disk goes away.
@@ -1407,6 +1527,9 @@ unsafe extern "C" fn sysfs_show(
     }
 }
 
+/// # Safety
+///
+/// Only called by sysfs, for an attribute of `LOOP_ATTR_GROUP` on a disk of this driver.
 unsafe extern "C" fn sysfs_store(
     dev: *mut bindings::device,
     attr: *mut bindings::device_attribute,
@@ -1441,7 +1564,8 @@ impl BlockMajor {
     pub(crate) fn register(major: u32, name: &'static CStr) -> Result<Self> {
         // SAFETY: `name` is a static C string; `probe_callback` is valid for
         // the life of the registration (module text).
-        let ret = unsafe { bindings::__register_blkdev(major, name.as_char_ptr(), Some(probe_callback)) };
+        let ret =
+            unsafe { bindings::__register_blkdev(major, name.as_char_ptr(), Some(probe_callback)) };
         if ret < 0 {
             return Err(Error::from_errno(ret));
         }
@@ -1461,6 +1585,9 @@ impl Drop for BlockMajor {
     }
 }
 
+/// # Safety
+///
+/// Only called by the block core, for a device number of the registered major.
 unsafe extern "C" fn probe_callback(devt: bindings::dev_t) {
     crate::control::probe(devt);
 }
@@ -1533,8 +1660,15 @@ impl<T: ControlOps + 'static> ControlDevice<T> {
         })
     }
 
-    unsafe extern "C" fn ioctl_callback(_file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
-        match T::ioctl(cmd, arg as usize) {
+    /// # Safety
+    ///
+    /// Only called by the block core (or the misc core, for the control device), for an open device of this driver.
+    unsafe extern "C" fn ioctl_callback(
+        _file: *mut bindings::file,
+        cmd: c_uint,
+        arg: c_ulong,
+    ) -> c_long {
+        match T::ioctl(cmd, arg) {
             Ok(v) => v as c_long,
             Err(e) => e.to_errno() as c_long,
         }
