@@ -26,7 +26,8 @@ use crate::{
     fault::FaultInjector,
     ffi::{
         self, capable_sys_admin, BackingFile, BlkStatus, BlockDevice, Disk, DiskNumbers, DiskOps,
-        LimitsUpdate, LoopAttr, OpenMode, OpenMutexHeld, OpenMutexToken, ReqOp, Request,
+        Dispatch, InlinePolicy, IoMode, LimitsUpdate, LoopAttr, OpenMode, OpenMutexHeld,
+        OpenMutexToken, ReqOp, Request,
     },
     uapi::*,
 };
@@ -79,6 +80,8 @@ pub(crate) struct Binding {
     /// The backing mapping's gfp mask before we restricted it.
     saved_gfp_mask: u32,
     min_dio_size: u32,
+    /// Whether requests may be served in the submitter's context.
+    inline: InlinePolicy,
 }
 
 impl Binding {
@@ -100,6 +103,7 @@ impl Binding {
             file_name: self.file_name,
             saved_gfp_mask: self.saved_gfp_mask,
             min_dio_size: self.min_dio_size,
+            inline: self.inline,
         }
     }
 }
@@ -418,6 +422,7 @@ impl LoopDevice {
             Binding {
                 saved_gfp_mask: file.restrict_gfp_mask(),
                 min_dio_size: file.min_dio_size(),
+                inline: file.inline_policy(),
                 file,
                 offset: status.offset,
                 sizelimit: status.sizelimit,
@@ -596,6 +601,7 @@ impl LoopDevice {
         let mut binding = old.with_file(file);
         binding.saved_gfp_mask = binding.file.restrict_gfp_mask();
         binding.min_dio_size = binding.file.min_dio_size();
+        binding.inline = binding.file.inline_policy();
         let mut flags = flags;
         if binding.file.opened_direct() {
             flags |= LO_FLAGS_DIRECT_IO;
@@ -863,8 +869,34 @@ impl DiskOps for LoopDevice {
         Ok(0)
     }
 
-    fn queue_rq(&self, _rq: &Request) -> bool {
-        self.state() == State::Bound
+    fn queue_rq(&self, io: &IoState, rq: &Request) -> Dispatch {
+        if self.state() != State::Bound {
+            return Dispatch::Fail;
+        }
+        let Some(binding) = io.binding.as_ref() else {
+            return Dispatch::Fail;
+        };
+        // Serve reads and plain writes in the submitter's context when the
+        // backing file can do it without waiting for storage: no hand-off to
+        // a worker and back (loop.c 7.2 always hands off). Anything else, and
+        // anything the file cannot finish at once, goes to the workqueue.
+        let op = rq.op();
+        let inline = binding.inline != InlinePolicy::Never
+            && (op == ReqOp::Read || (op == ReqOp::Write && !rq.is_fua() && !io.read_only))
+            && !self.fault.is_armed();
+        if !inline {
+            return Dispatch::Defer;
+        }
+        let mode = IoMode {
+            direct: io.direct_io,
+            nowait: binding.inline == InlinePolicy::NoWait,
+        };
+        match transfer(binding, rq, op, mode) {
+            Ok(Transfer::Complete) => Dispatch::Done(ffi::BLK_STS_OK),
+            // Redone from the start by the worker: reads, and rewrites of the
+            // same data, are idempotent.
+            Ok(Transfer::Short) | Err(_) => Dispatch::Defer,
+        }
     }
 
     fn handle_request(&self, io: &IoState, rq: &Request) -> BlkStatus {
@@ -917,30 +949,61 @@ impl DiskOps for LoopDevice {
     }
 }
 
-/// Runs one request against the backing file.
+/// How far a read or write got.
+enum Transfer {
+    Complete,
+    /// A `nowait` transfer stopped early; nothing can be concluded from it.
+    Short,
+}
+
+/// Reads or writes a whole request at the binding's offset. Without
+/// `nowait`, a read past the end of the file reads zeroes.
+fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<Transfer> {
+    let file = &binding.file;
+    let pos = binding.offset + rq.position();
+    let write = op == ReqOp::Write;
+    let mut short = false;
+    let result = rq.for_each_bio(write, |segment, offset| {
+        let done = if write {
+            file.write_from(segment, pos + offset, mode)?
+        } else {
+            file.read_into(segment, pos + offset, mode)?
+        };
+        if done < segment.len() {
+            if mode.nowait {
+                short = true;
+                return Err(EAGAIN);
+            }
+            if write {
+                return Err(EIO);
+            }
+            // Past the end of the backing file: the rest reads as zeroes.
+            segment.zero_after(done);
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(Transfer::Complete),
+        Err(_) if short => Ok(Transfer::Short),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs one request against the backing file, waiting as needed (worker).
 fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
     let file = &binding.file;
     let pos = binding.offset + rq.position();
+    let mode = IoMode {
+        direct: io.direct_io,
+        nowait: false,
+    };
     match op {
-        ReqOp::Read => rq.for_each_bio(false, |segment, offset| {
-            let read = file.read_into(segment, pos + offset, io.direct_io)?;
-            if read < segment.len() {
-                // Past the end of the backing file: the rest reads as zeroes.
-                segment.zero_after(read);
-            }
-            Ok(())
-        }),
+        ReqOp::Read => transfer(binding, rq, op, mode).map(|_| ()),
         ReqOp::Write => {
             if io.read_only {
                 return Err(EIO);
             }
-            rq.for_each_bio(true, |segment, offset| {
-                let written = file.write_from(segment, pos + offset, io.direct_io)?;
-                if written != segment.len() {
-                    return Err(EIO);
-                }
-                Ok(())
-            })?;
+            transfer(binding, rq, op, mode)?;
             if rq.is_fua() {
                 file.fsync_range(pos, pos + rq.bytes() - 1)?;
             }

@@ -67,6 +67,13 @@ const BLK_OPEN_EXCL: u32 = 1 << 2;
 /// `FMODE_*` (fs.h).
 const FMODE_WRITE: u32 = 1 << 1;
 const FMODE_CAN_ODIRECT: u32 = 1 << 22;
+const FMODE_NOWAIT: u32 = 1 << 27;
+
+/// `IOCB_NOWAIT` (fs.h: `RWF_NOWAIT` of uapi/linux/fs.h).
+const IOCB_NOWAIT: u32 = 0x8;
+
+/// `TMPFS_MAGIC` (uapi/linux/magic.h).
+const TMPFS_MAGIC: c_ulong = 0x01021994;
 
 /// `FALLOC_FL_*` (uapi/linux/falloc.h).
 pub(crate) const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
@@ -289,6 +296,19 @@ impl BackingFile {
         self.f_mode() & FMODE_CAN_ODIRECT != 0
     }
 
+    /// Whether and how a request can be served from the submitter's context.
+    pub(crate) fn inline_policy(&self) -> InlinePolicy {
+        // SAFETY: the inode and its super block are valid while the file is open.
+        let magic = unsafe { (*(*self.inode()).i_sb).s_magic };
+        if magic == TMPFS_MAGIC {
+            InlinePolicy::Always
+        } else if self.f_mode() & FMODE_NOWAIT != 0 {
+            InlinePolicy::NoWait
+        } else {
+            InlinePolicy::Never
+        }
+    }
+
     fn fops(&self) -> &bindings::file_operations {
         // SAFETY: every opened file has valid, static `f_op`.
         unsafe { &*(*self.raw()).f_op }
@@ -459,7 +479,7 @@ impl BackingFile {
         segment: &mut BioSegment<'_>,
         pos: u64,
         write: bool,
-        direct: bool,
+        mode: IoMode,
     ) -> Result<usize> {
         let pos = i64::try_from(pos).map_err(|_| EINVAL)?;
         let file = self.raw();
@@ -471,8 +491,14 @@ impl BackingFile {
         // SAFETY: `f_iocb_flags` is set at open time.
         let file_flags = unsafe { (*file).f_iocb_flags };
         let direct_flag = bindings::IOCB_DIRECT;
-        kiocb.ki_flags =
-            ((file_flags & !direct_flag) | if direct { direct_flag } else { 0 }) as c_int;
+        let mut flags = file_flags & !direct_flag;
+        if mode.direct {
+            flags |= direct_flag;
+        }
+        if mode.nowait {
+            flags |= IOCB_NOWAIT;
+        }
+        kiocb.ki_flags = flags as c_int;
         kiocb.ki_pos = pos;
         // SAFETY: `file` is valid; `kiocb` and the bvec iterator are valid for
         // the call, and the bio pages are pinned by the in-flight request.
@@ -493,19 +519,40 @@ impl BackingFile {
         &self,
         segment: &mut BioSegment<'_>,
         pos: u64,
-        direct: bool,
+        mode: IoMode,
     ) -> Result<usize> {
-        self.rw_iter(segment, pos, false, direct)
+        self.rw_iter(segment, pos, false, mode)
     }
 
     pub(crate) fn write_from(
         &self,
         segment: &mut BioSegment<'_>,
         pos: u64,
-        direct: bool,
+        mode: IoMode,
     ) -> Result<usize> {
-        self.rw_iter(segment, pos, true, direct)
+        self.rw_iter(segment, pos, true, mode)
     }
+}
+
+/// Whether requests may be served in the submitter's context.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InlinePolicy {
+    /// The file system may wait for storage and cannot say so: use a worker.
+    Never,
+    /// Try with `IOCB_NOWAIT` (the file system honours it); on `EAGAIN`,
+    /// use a worker.
+    NoWait,
+    /// The file lives in memory (tmpfs): I/O never waits for a device.
+    Always,
+}
+
+/// How a read or write reaches the backing file.
+#[derive(Clone, Copy)]
+pub(crate) struct IoMode {
+    /// Bypass the backing file's page cache (`IOCB_DIRECT`).
+    pub(crate) direct: bool,
+    /// Fail with `EAGAIN` rather than wait (`IOCB_NOWAIT`).
+    pub(crate) nowait: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -718,10 +765,21 @@ pub(crate) trait DiskOps: Send + Sync + Sized + 'static {
         arg: usize,
         compat: bool,
     ) -> Result<i32>;
-    fn queue_rq(&self, rq: &Request) -> bool;
+    /// Decides, in the submitter's context, what happens to a new request.
+    fn queue_rq(&self, io: &Self::IoState, rq: &Request) -> Dispatch;
     fn handle_request(&self, io: &Self::IoState, rq: &Request) -> BlkStatus;
     fn show(&self, attr: LoopAttr, out: &mut Formatter<'_>) -> Result;
     fn store(&self, attr: LoopAttr, input: &[u8]) -> Result;
+}
+
+/// What `queue_rq` does with a request.
+pub(crate) enum Dispatch {
+    /// Fail it at once, quietly (the device is not bound).
+    Fail,
+    /// It was served inline: end it with this status.
+    Done(BlkStatus),
+    /// Run it on the I/O workqueue.
+    Defer,
 }
 
 /// Per-request driver data: the work item that runs the request.
@@ -785,7 +843,10 @@ impl<T: DiskOps> Disk<T> {
                 (*set).queue_depth = queue_depth;
                 (*set).numa_node = bindings::NUMA_NO_NODE;
                 (*set).cmd_size = core::mem::size_of::<RequestPdu>() as c_uint;
-                (*set).flags = bindings::BLK_MQ_F_STACKING | bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT;
+                // BLOCKING: `queue_rq` may serve a request inline, which can sleep.
+                (*set).flags = bindings::BLK_MQ_F_STACKING
+                    | bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT
+                    | bindings::BLK_MQ_F_BLOCKING;
                 to_result(bindings::blk_mq_alloc_tag_set(set))?;
             }
             // Queue limits of a fresh, unbound device: loop.c's 2560-sector
@@ -1387,12 +1448,21 @@ impl<T: DiskOps> DiskVTable<T> {
             let request = Request {
                 raw: NonNull::new_unchecked(rq),
             };
-            if !owner.queue_rq(&request) {
-                request.set_quiet();
-                return BLK_STS_IOERR;
+            let dispatch = {
+                let io = owner.disk().io_state_for_request(&request);
+                owner.queue_rq(io, &request)
+            };
+            match dispatch {
+                Dispatch::Fail => {
+                    request.set_quiet();
+                    return BLK_STS_IOERR;
+                }
+                Dispatch::Done(status) => bindings::blk_mq_end_request(rq, status),
+                Dispatch::Defer => {
+                    let pdu = bindings::blk_mq_rq_to_pdu(rq).cast::<RequestPdu>();
+                    queue_io_work(&raw mut (*pdu).work);
+                }
             }
-            let pdu = bindings::blk_mq_rq_to_pdu(rq).cast::<RequestPdu>();
-            queue_io_work(&raw mut (*pdu).work);
         }
         BLK_STS_OK
     }
