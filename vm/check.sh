@@ -21,10 +21,11 @@ vm_status=${PIPESTATUS[0]}
 set -e
 
 if ((vm_status != 0)); then
-	echo "not ok - VM run (exit status $vm_status: failed test, timeout, panic or kernel log error)" >>"$tap_log"
+	echo "not ok 1 - vm: the VM run failed (exit status $vm_status: failed test, timeout, panic or kernel log error)" >>"$tap_log"
 fi
-echo
-"$REPO_DIR/selftests/summarize.sh" <"$tap_log" >"$tap_log.summary"
-tail -2 "$tap_log.summary" | grep -v '^ok\|^not ok' || true
-failed=$(tail -1 "$tap_log.summary" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p')
-[[ "$failed" == 0 ]]
+# Count again on the host, so that the VM's own verdict is included, and
+# end with the summary line.
+echo "# ==== summary ($prefix), VM status $vm_status; TAP log: $tap_log ===="
+"$REPO_DIR/selftests/summarize.sh" <"$tap_log" >"$tap_log.summary" && status=0 || status=1
+tail -n 2 "$tap_log.summary"
+exit "$status"
