@@ -67,7 +67,7 @@ fi
 
 start=$SECONDS
 set +e
-timeout --foreground -k 10 "$timeout" "$VNG" "${vng_args[@]}" \
+timeout -k 10 "$timeout" "$VNG" "${vng_args[@]}" \
 	--exec "RESULTS=$RESULTS GUEST_OUT=$GUEST_OUT KBUILD_DIR=$BUILD REPO_DIR=$REPO_DIR $REPO_DIR/vm/guest-init.sh $(printf '%q' "$guest_command")" \
 	</dev/null 2>&1 | tee "$RESULTS/console.log"
 vng_status=${PIPESTATUS[0]}
