@@ -1,0 +1,188 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The benchmark session, inside the VM (vm/bench.sh starts it through
+# vm/run.sh): benchmarks B1-B4, B6-B8 of perf-anchors.md against loop.c
+# ("loop", /dev/loopN) and rust_loop ("rloop", /dev/rloopN) in rounds ordered
+# A B B A, with the backing file itself ("raw", the ceiling) every fourth
+# round. Each round loads its driver, runs every benchmark once and unloads
+# it: both drivers want block major 7, so they are never loaded together.
+#
+# Raw results go to $BENCH_OUT for bench/report.py: ROUND-ARM-JOB.fio.json
+# (fio's JSON), ROUND-ARM-JOB.stat (guest CPU and context-switch counters
+# around the steady part of the run), ROUND-ARM-JOB.json (loop_setup_bench).
+#
+# Environment: BENCH_OUT, RUST_LOOP_KO, SETUP_BENCH (the loop_setup_bench
+# binary), KBUILD_DIR and SCRATCH (from vm/run.sh), BENCH_REPS (rounds per
+# driver), BENCH_RUNTIME (measured seconds per fio run, after a 1 s ramp).
+set -euo pipefail
+
+: "${BENCH_OUT:?}" "${RUST_LOOP_KO:?}" "${SETUP_BENCH:?}" "${KBUILD_DIR:?}" "${SCRATCH:?}"
+reps=${BENCH_REPS:-5}
+runtime=${BENCH_RUNTIME:-4}
+ramp=1
+work=$SCRATCH/bench
+data_size=256M
+sparse_size=1G
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*"; }
+
+module_path() { if [[ $1 == loop ]]; then echo "$KBUILD_DIR/drivers/block/loop.ko"; else echo "$RUST_LOOP_KO"; fi; }
+module_name() { if [[ $1 == loop ]]; then echo loop; else echo rust_loop; fi; }
+
+load_driver() {
+	local driver=$1 _
+	[[ ! -d /sys/module/loop && ! -d /sys/module/rust_loop ]] || { log "a loop driver is already loaded"; return 1; }
+	insmod "$(module_path "$driver")"
+	for _ in $(seq 50); do
+		[[ -b /dev/${driver}1 && -c /dev/$driver-control ]] && return 0
+		sleep 0.1
+	done
+	log "/dev/${driver}1 did not appear"
+	return 1
+}
+
+# rmmod fails while the last closer of a device is still letting go of it.
+unload_driver() {
+	local driver=$1 _
+	for _ in $(seq 50); do
+		rmmod "$(module_name "$driver")" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	rmmod "$(module_name "$driver")"
+}
+
+# attach DEVICE FILE dio|buf: attach with the stock losetup (LOOP_CONFIGURE)
+# and check that the mode took effect.
+attach() {
+	local device=$1 file=$2 direct=off want=0 dio
+	if [[ $3 == dio ]]; then direct=on want=1; fi
+	losetup --direct-io=$direct "$device" "$file"
+	dio=$(<"/sys/block/${device#/dev/}/loop/dio")
+	[[ $dio == "$want" ]] || { log "$device: loop/dio is $dio, wanted $want"; return 1; }
+}
+
+detach() { losetup -d "$1"; }
+
+# Busy and total CPU ticks of the whole guest, and its context switches.
+cpu_counters() {
+	awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; total = busy + $5 + $6 }
+		/^ctxt/ { ctxt = $2 } END { print busy, total, ctxt }' /proc/stat
+}
+
+# run_fio ROUND ARM JOB TARGET FIO_ARGS...: one fio run. The counters are
+# sampled in the steady state only (after fio's start-up and ramp, before
+# its end), so that CPU per I/O does not count fio's start-up.
+run_fio() {
+	local id=$1-$2-$3 job=$3 target=$4
+	shift 4
+	{ sleep $((ramp + 1)); cpu_counters; sleep $((runtime - 2)); cpu_counters; } >"$BENCH_OUT/$id.stat" &
+	local sampler=$!
+	fio --name="$job" --filename="$target" --output-format=json --output="$BENCH_OUT/$id.fio.json" \
+		--direct=1 --time_based --runtime="$runtime" --ramp_time=$ramp \
+		--randrepeat=0 --norandommap --group_reporting "$@"
+	wait "$sampler"
+}
+
+# The fio jobs, by benchmark: QD1 latency, 4k IOPS at depth, 1 MiB bandwidth.
+fio_qd1() { run_fio "$@" --bs=4k --ioengine=psync --numjobs=1; }
+fio_qd32() { run_fio "$@" --bs=4k --ioengine=io_uring --iodepth=32 --numjobs=2; }
+fio_1m() { run_fio "$@" --bs=1M --ioengine=io_uring --iodepth=8 --numjobs=1; }
+# Ming Lei's sparse-file job (perf-anchors.md, 1.3).
+fio_sparse() { run_fio "$@" --bs=4k --ioengine=libaio --iodepth=16 --numjobs=1; }
+
+# Data benchmarks through a device (ARM = loop or rloop) or on the backing
+# file itself (ARM = raw).
+# rw_jobs TARGET ROUND ARM PREFIX FIO_FUNCTION RW...
+rw_jobs() {
+	local target=$1 round=$2 arm=$3 name=$4 fio_function=$5 rw
+	shift 5
+	for rw in "$@"; do
+		case $rw in
+		randrw) "$fio_function" "$round" "$arm" "$name-$rw" "$target" --rw=randrw --rwmixread=70 ;;
+		*) "$fio_function" "$round" "$arm" "$name-$rw" "$target" --rw="$rw" ;;
+		esac
+	done
+}
+
+# B6: random writes into a fresh sparse file, through a direct-I/O device.
+sparse_job() {
+	local round=$1 arm=$2 target=$work/sparse.img
+	truncate -s $sparse_size "$target"
+	if [[ $arm == raw ]]; then
+		fio_sparse "$round" "$arm" B6-randwrite "$target" --rw=randwrite
+	else
+		attach "/dev/${arm}0" "$target" dio
+		fio_sparse "$round" "$arm" B6-randwrite "/dev/${arm}0" --rw=randwrite
+		detach "/dev/${arm}0"
+	fi
+	rm -f "$target"
+}
+
+# The ceiling: the same jobs on the backing file itself. B3's is B2's (on
+# tmpfs, buffered and direct access to the file are the same copy). B4 has
+# none: under TCG, fio's copies into its own 4 KiB user mappings cost more
+# than a driver's copy into pinned pages through the kernel's direct map, so
+# the file itself is slower than the devices (measured: about 0.2x).
+raw_round() {
+	local round=$1
+	rw_jobs "$work/dio.img" "$round" raw B1 fio_qd1 randread randwrite
+	rw_jobs "$work/dio.img" "$round" raw B2 fio_qd32 randread randwrite randrw
+	sparse_job "$round" raw
+}
+
+driver_round() {
+	local round=$1 driver=$2 dio_dev=/dev/${2}0 buf_dev=/dev/${2}1
+	load_driver "$driver"
+	attach "$dio_dev" "$work/dio.img" dio
+	attach "$buf_dev" "$work/buf.img" buf
+	rw_jobs "$dio_dev" "$round" "$driver" B1-dio fio_qd1 randread randwrite
+	rw_jobs "$buf_dev" "$round" "$driver" B1-buf fio_qd1 randread randwrite
+	rw_jobs "$dio_dev" "$round" "$driver" B2 fio_qd32 randread randwrite randrw
+	rw_jobs "$buf_dev" "$round" "$driver" B3 fio_qd32 randread randwrite randrw
+	rw_jobs "$dio_dev" "$round" "$driver" B4-dio fio_1m read write
+	rw_jobs "$buf_dev" "$round" "$driver" B4-buf fio_1m read write
+	detach "$dio_dev"
+	detach "$buf_dev"
+	sparse_job "$round" "$driver"
+	"$SETUP_BENCH" "$driver" cycles configure 3 "$work/small.img" >"$BENCH_OUT/$round-$driver-B7-configure.json"
+	"$SETUP_BENCH" "$driver" cycles legacy 3 "$work/small.img" >"$BENCH_OUT/$round-$driver-B7-legacy.json"
+	"$SETUP_BENCH" "$driver" attach 64 "$work" >"$BENCH_OUT/$round-$driver-B8-attach.json"
+	"$SETUP_BENCH" "$driver" ctl 256 64 1000 >"$BENCH_OUT/$round-$driver-B8-ctl.json"
+	unload_driver "$driver"
+}
+
+mkdir -p "$BENCH_OUT" "$work"
+# udev's rules probe (open and read) every new or changed loop* device but
+# skip rloop*: left running, it would load loop.c alone during B7 and B8.
+# Device nodes come from devtmpfs, so the benchmark needs no udev.
+udevadm settle 2>/dev/null || true
+udevadm control --exit 2>/dev/null || true
+
+log "filling the backing files ($data_size of random data each)"
+head -c "$data_size" /dev/urandom >"$work/dio.img"
+cp "$work/dio.img" "$work/buf.img"
+head -c 32M "$work/dio.img" >"$work/small.img"
+
+{
+	echo "date $(date "+%Y-%m-%d %H:%M")"
+	echo "kernel $(uname -r)"
+	echo "cpus $(nproc)"
+	echo "reps $reps"
+	echo "runtime $runtime"
+	echo "fio $(fio --version)"
+} >"$BENCH_OUT/session.txt"
+
+# Rounds A B B A ... (A = loop.c), a raw round before every fourth.
+round=0
+for ((i = 0; i < 2 * reps; i++)); do
+	if ((i % 4 == 0)); then
+		log "round $round: raw backing file"
+		raw_round "$round"
+		round=$((round + 1))
+	fi
+	case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
+	log "round $round: $driver"
+	driver_round "$round" "$driver"
+	round=$((round + 1))
+done
+log "done: $round rounds"
