@@ -960,14 +960,14 @@ enum Transfer {
 /// `nowait`, a read past the end of the file reads zeroes.
 fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<Transfer> {
     let file = &binding.file;
-    let pos = binding.offset + rq.position();
+    let pos = file_position(binding, rq)?;
     let write = op == ReqOp::Write;
     let mut short = false;
     let result = rq.for_each_bio(write, |segment, offset| {
         let done = if write {
-            file.write_from(segment, pos + offset, mode)?
+            file.write_from(segment, pos.saturating_add(offset), mode)?
         } else {
-            file.read_into(segment, pos + offset, mode)?
+            file.read_into(segment, pos.saturating_add(offset), mode)?
         };
         if done < segment.len() {
             if mode.nowait {
@@ -989,10 +989,15 @@ fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<
     }
 }
 
+/// Where a data request starts in the backing file. Only requests that carry
+/// a position may ask (a flush's sector is meaningless).
+fn file_position(binding: &Binding, rq: &Request) -> Result<u64> {
+    binding.offset.checked_add(rq.position()).ok_or(EIO)
+}
+
 /// Runs one request against the backing file, waiting as needed (worker).
 fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
     let file = &binding.file;
-    let pos = binding.offset + rq.position();
     let mode = IoMode {
         direct: io.direct_io,
         nowait: false,
@@ -1005,14 +1010,15 @@ fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
             }
             transfer(binding, rq, op, mode)?;
             if rq.is_fua() {
-                file.fsync_range(pos, pos + rq.bytes() - 1)?;
+                let pos = file_position(binding, rq)?;
+                file.fsync_range(pos, pos.saturating_add(rq.bytes() - 1))?;
             }
             Ok(())
         }
         ReqOp::Flush => file.fsync(false),
         ReqOp::Discard => file.fallocate(
             ffi::FALLOC_FL_PUNCH_HOLE | ffi::FALLOC_FL_KEEP_SIZE,
-            pos,
+            file_position(binding, rq)?,
             rq.bytes(),
         ),
         ReqOp::WriteZeroes => {
@@ -1021,6 +1027,7 @@ fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
             } else {
                 ffi::FALLOC_FL_PUNCH_HOLE
             };
+            let pos = file_position(binding, rq)?;
             file.fallocate(mode | ffi::FALLOC_FL_KEEP_SIZE, pos, rq.bytes())
         }
         ReqOp::Other => Err(ffi::eopnotsupp()),

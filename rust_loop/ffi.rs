@@ -297,10 +297,14 @@ impl BackingFile {
     }
 
     /// Whether and how a request can be served from the submitter's context.
+    /// Only regular files qualify: a block device (an rloop device in
+    /// particular) would submit a nested request from inside `queue_rq`.
     pub(crate) fn inline_policy(&self) -> InlinePolicy {
         // SAFETY: the inode and its super block are valid while the file is open.
         let magic = unsafe { (*(*self.inode()).i_sb).s_magic };
-        if magic == TMPFS_MAGIC {
+        if !self.is_regular() {
+            InlinePolicy::Never
+        } else if magic == TMPFS_MAGIC {
             InlinePolicy::Always
         } else if self.f_mode() & FMODE_NOWAIT != 0 {
             InlinePolicy::NoWait
