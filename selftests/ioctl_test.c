@@ -646,6 +646,24 @@ TEST_F(loopdev, configure_partscan)
 	close(part);
 }
 
+/* Without PARTSCAN nothing is scanned; setting it later scans at once. */
+TEST_F(loopdev, set_status64_partscan)
+{
+	struct loop_info64 set = {};
+	char p1[64];
+
+	ASSERT_EQ(0, write_mbr(self->file));
+	ASSERT_EQ(0, IOC(self->dev, LOOP_SET_FD, self->file));
+	snprintf(p1, sizeof(p1), "%s%dp1", prefix(), self->idx);
+	EXPECT_FALSE(sys_exists(self->idx, p1));
+	EXPECT_EQ(0, sys_num(self->idx, "loop/partscan"));
+
+	set.lo_flags = LO_FLAGS_PARTSCAN;
+	ASSERT_EQ(0, IOC(self->dev, LOOP_SET_STATUS64, &set));
+	EXPECT_TRUE(sys_exists(self->idx, p1));
+	EXPECT_EQ(1, sys_num(self->idx, "loop/partscan"));
+}
+
 /* ---- Ioctls that need a bound device ----------------------------------- */
 
 TEST_F(loopdev, unbound_device_enxio)

@@ -23,7 +23,6 @@ if ! load_driver; then
 	echo "# cannot load $(driver_module_path)"
 	exit 1
 fi
-trap 'cleanup_driver; exit 1' TERM INT
 
 status=0
 "$BIN_DIR/$name" || status=1

@@ -84,6 +84,26 @@ sysfs_is() { equals "$(<"$(loop_sys "$1")/$2")" "$3" "$(loop_sys "$1")/$2"; }
 # size_is DEVICE BYTES
 size_is() { equals "$(blockdev --getsize64 "$1")" "$2" "size of $1"; }
 
+# bounded SECONDS COMMAND...: run COMMAND, but give up on it after SECONDS
+# (status 124), showing its kernel stack: a task stuck in the kernel cannot be
+# killed, and waiting for it would hang the whole suite (and lose the log).
+bounded() {
+	local limit=$1 pid deadline
+	shift
+	"$@" &
+	pid=$!
+	deadline=$((SECONDS + limit))
+	while kill -0 "$pid" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			echo "still running after ${limit}s, stuck in the kernel? $*" >&2
+			cat "/proc/$pid/stack" >&2 2>/dev/null
+			return 124
+		fi
+		sleep 0.1
+	done
+	wait "$pid"
+}
+
 # Best-effort teardown after a test, whatever state it left: unmount what sits
 # on our devices, detach them all, unload the driver. Fails if the driver
 # cannot be unloaded.
@@ -91,16 +111,16 @@ cleanup_driver() {
 	local mnt sys n
 	driver_loaded || return 0
 	while read -r _ mnt; do
-		umount "$mnt" 2>/dev/null || umount -l "$mnt" || true
+		bounded 20 umount "$mnt" 2>/dev/null || bounded 20 umount -l "$mnt" || true
 	done < <(awk -v p="^/dev/${LOOP_PREFIX}[0-9]" '$1 ~ p { print $1, $2 }' /proc/mounts)
 	for sys in /sys/block/"${LOOP_PREFIX}"[0-9]*; do
 		[[ -d $sys/loop ]] || continue
 		n=${sys##*/"${LOOP_PREFIX}"}
-		losetup -d "$(loop_dev "$n")" 2>/dev/null || true
+		bounded 10 losetup -d "$(loop_dev "$n")" 2>/dev/null || true
 		wait_loop_unbound "$n" || true
 	done
 	# udev may still hold a device open for a moment after its last event.
-	wait_until 10 unload_driver 2>/dev/null
+	wait_until 10 bounded 20 unload_driver 2>/dev/null
 }
 
 # Kernel log markers: each test writes one at its start, so a bad line can be
@@ -188,8 +208,9 @@ tap_start() {
 	TAP_NAME=$1
 	echo "TAP version 13"
 	klog_mark "begin $TAP_NAME"
+	# No TERM trap: bash would defer it until a command stuck in the kernel
+	# returns, so the runner's timeout could never end the test.
 	trap tap_finish EXIT
-	trap 'exit 1' TERM INT
 	set -E
 	trap 'tap_unexpected "$LINENO" "$BASH_COMMAND"' ERR
 }

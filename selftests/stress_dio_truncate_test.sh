@@ -16,12 +16,11 @@ source "$(dirname "$0")/stress_lib.sh"
 cycles=$(stress_iterations 500)
 threads=4
 time_limit=$((120 + cycles))
-name=$(dev_name 0)
 dev=$(loop_dev 0)
 
 stress_cleanup() {
-	if is_bound "$name"; then losetup -d "$dev"; fi
-	wait_unbound "$name" 30
+	if loop_bound 0; then losetup -d "$dev"; fi
+	wait_loop_unbound 0
 }
 
 # run_mode buffered|direct: one bounded run; prints what happened.
@@ -30,9 +29,9 @@ run_mode() {
 	local -a options=()
 	if [[ $mode == direct ]]; then dio=1 options=(--direct-io=on); fi
 	truncate -s 64M "$STRESS_WORK/backing"
-	bind_file "$dev" "$STRESS_WORK/backing" "${options[@]}" || { echo "$mode: losetup failed"; return 1; }
-	if [[ $(cat "/sys/block/$name/loop/dio") != "$dio" ]]; then
-		echo "$mode: loop/dio is $(cat "/sys/block/$name/loop/dio"), expected $dio"
+	bind_file 0 "$STRESS_WORK/backing" "${options[@]}" || { echo "$mode: losetup failed"; return 1; }
+	if [[ $(cat "$(loop_sys 0)/loop/dio") != "$dio" ]]; then
+		echo "$mode: loop/dio is $(cat "$(loop_sys 0)/loop/dio"), expected $dio"
 		return 1
 	fi
 	run_bounded "$time_limit" "$tool" "$dev" "$STRESS_WORK/backing" "$cycles" "$threads" \
@@ -41,7 +40,7 @@ run_mode() {
 	head -20 "$out.err" | sed "s/^/$mode: /"
 	((status == 124)) && echo "$mode: no end after $time_limit s"
 	echo "$mode: $(cat "$out")"
-	if ! losetup -d "$dev" || ! wait_unbound "$name" 30; then
+	if ! losetup -d "$dev" || ! wait_loop_unbound 0; then
 		echo "$mode: detach failed"
 		return 1
 	fi

@@ -15,13 +15,12 @@ source "$(dirname "$0")/stress_lib.sh"
 iterations=$(stress_iterations 300)
 threads=4
 region=6144
-name=$(dev_name 0)
 dev=$(loop_dev 0)
 
 stress_cleanup() {
 	if mountpoint -q "$STRESS_WORK/mnt"; then umount "$STRESS_WORK/mnt"; fi
-	if is_bound "$name"; then losetup -d "$dev"; fi
-	wait_unbound "$name" 30
+	if loop_bound 0; then losetup -d "$dev"; fi
+	wait_loop_unbound 0
 }
 
 # run_mode buffered|direct: one full pass; prints the tool's summary line.
@@ -30,9 +29,9 @@ run_mode() {
 	local -a options=()
 	if [[ $mode == direct ]]; then dio=1 options=(--direct-io=on); fi
 	truncate -s 64M "$STRESS_WORK/ext4.img"
-	bind_file "$dev" "$STRESS_WORK/ext4.img" "${options[@]}" || { echo "$mode: losetup failed"; return 1; }
-	if [[ $(cat "/sys/block/$name/loop/dio") != "$dio" ]]; then
-		echo "$mode: loop/dio is $(cat "/sys/block/$name/loop/dio"), expected $dio"
+	bind_file 0 "$STRESS_WORK/ext4.img" "${options[@]}" || { echo "$mode: losetup failed"; return 1; }
+	if [[ $(cat "$(loop_sys 0)/loop/dio") != "$dio" ]]; then
+		echo "$mode: loop/dio is $(cat "$(loop_sys 0)/loop/dio"), expected $dio"
 		return 1
 	fi
 	mkfs.ext4 -q -F -b 1024 "$dev" || { echo "$mode: mkfs.ext4 failed"; return 1; }
@@ -47,7 +46,7 @@ run_mode() {
 		head -20 "$out.fsck"
 		status=1
 	fi
-	if ! losetup -d "$dev" || ! wait_unbound "$name" 30; then
+	if ! losetup -d "$dev" || ! wait_loop_unbound 0; then
 		echo "$mode: detach failed"
 		return 1
 	fi

@@ -18,16 +18,15 @@ iterations=$(stress_iterations 3)
 # <ops> <after> <percent>: requests that still succeed, then the failure odds.
 settings=("rw 0 100" "write 20 50" "read 0 50")
 workers=6
-name=$(dev_name 0)
 dev=$(loop_dev 0)
 mnt=
-knob=/sys/block/$name/loop/fault_inject
+knob=$(loop_sys 0)/loop/fault_inject
 
 stress_cleanup() {
 	if [[ -n $mnt ]] && mountpoint -q "$mnt"; then umount "$mnt"; fi
 	if [[ -e $knob ]]; then echo off >"$knob"; fi
-	if is_bound "$name"; then losetup -d "$dev"; fi
-	wait_unbound "$name" 30
+	if loop_bound 0; then losetup -d "$dev"; fi
+	wait_loop_unbound 0
 }
 
 # load SECONDS OUTFILE: run io_error_load on the mounted filesystem, bounded.
@@ -87,7 +86,7 @@ mnt=$STRESS_WORK/mnt
 mkdir "$mnt"
 head -c 1M /dev/urandom >"$STRESS_WORK/reference"
 truncate -s 128M "$STRESS_WORK/ext4.img"
-bind_file "$dev" "$STRESS_WORK/ext4.img" || stress_finish fail "losetup failed"
+bind_file 0 "$STRESS_WORK/ext4.img" || stress_finish fail "losetup failed"
 [[ -e $knob ]] || stress_finish fail "$knob is missing on a bound device"
 mkfs.ext4 -q -F "$dev" || stress_finish fail "mkfs.ext4 failed"
 

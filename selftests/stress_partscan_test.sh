@@ -15,7 +15,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/stress_lib.sh"
 
 iterations=$(stress_iterations 20)
-name=$(dev_name 0)
+name=${LOOP_PREFIX}0
 dev=$(loop_dev 0)
 rules=/run/udev/rules.d/61-rust-loop-stress.rules
 opener_pid=
@@ -27,9 +27,9 @@ stress_cleanup() {
 		while IFS= read -r line; do stress_note "$line"; done <"$STRESS_WORK/opener.err"
 		stress_note "dev_opener: $(cat "$STRESS_WORK/opener.out")"
 	fi
-	if is_bound "$name"; then
+	if loop_bound 0; then
 		losetup -d "$dev"
-		wait_unbound "$name" 30
+		wait_loop_unbound 0
 	fi
 	rm -f "$rules"
 	udevadm control --reload
@@ -77,12 +77,12 @@ printf 'label: dos\nstart=2048, size=8192\nstart=10240, size=8192\n' | sfdisk -q
 	stress_finish fail "sfdisk failed"
 
 # udev must really probe the device, or it is no actor in this test.
-bind_file "$dev" "$img" -P || stress_finish fail "losetup -P failed"
+bind_file 0 "$img" -P || stress_finish fail "losetup -P failed"
 udevadm settle
 udevadm info --query=property "$dev" | grep -q '^ID_PART_TABLE_TYPE=dos$' ||
 	stress_finish fail "udev did not probe $dev (no ID_PART_TABLE_TYPE)"
 losetup -d "$dev"
-wait_unbound "$name" 30 || stress_finish fail "$name still bound after losetup -d"
+wait_loop_unbound 0 || stress_finish fail "$name still bound after losetup -d"
 
 "$opener" "$dev" 2 >"$STRESS_WORK/opener.out" 2>"$STRESS_WORK/opener.err" &
 opener_pid=$!
@@ -112,8 +112,8 @@ for ((i = 1; i <= iterations; i++)); do
 		stress_note "iteration $i: detach: $out"
 		if [[ $out == *busy* ]]; then ((busy++)); else ((errors++)); fi
 	fi
-	if ! wait_unbound "$name" 30; then
-		stress_note "iteration $i: $name still bound 30 s after losetup -d"
+	if ! wait_loop_unbound 0; then
+		stress_note "iteration $i: $name still bound 10 s after losetup -d"
 		((errors++))
 	fi
 done
