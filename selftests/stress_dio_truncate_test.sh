@@ -8,7 +8,7 @@
 # error, nothing may hang (the run is time-bounded), the device must work
 # again afterwards and the kernel log must stay clean. Runs with the device
 # in buffered mode and in direct-I/O mode.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=stress_lib.sh
 source "$(dirname "$0")/stress_lib.sh"

@@ -7,7 +7,7 @@
 # back buffered, and the other way round; every byte is checked. It runs once
 # with the device in buffered mode and once in direct-I/O mode, then e2fsck
 # must find the filesystem clean.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=stress_lib.sh
 source "$(dirname "$0")/stress_lib.sh"

@@ -9,7 +9,7 @@
 # off and after `e2fsck -fy` the device must work again (mount, write, read).
 # Every iteration uses another injection setting. The kernel log must show
 # no kernel bug. loop.c has no fault injection: SKIP there.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=stress_lib.sh
 source "$(dirname "$0")/stress_lib.sh"

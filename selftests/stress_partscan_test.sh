@@ -9,7 +9,7 @@
 # only do that for loop*, so for the test's duration a rules file gives rloop*
 # the same treatment. loop.c 7.2 was measured missing a partition in 2-7 % of
 # iterations under this load; rust_loop must miss none.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=stress_lib.sh
 source "$(dirname "$0")/stress_lib.sh"

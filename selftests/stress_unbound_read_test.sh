@@ -8,7 +8,7 @@
 # STRESS_ITERATIONS rounds. A driver that lets an unbound or half-bound device
 # complete reads with made-up data (zeros) poisons the page cache and the next
 # mount fails or reads wrong data.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=stress_lib.sh
 source "$(dirname "$0")/stress_lib.sh"
