@@ -8,6 +8,8 @@
 #   make run        the main job: boot the VM, attach an image with losetup, use it
 #   make check      every selftest in the VM (TAP), ending with "N passed, N failed"
 #   make check-loopc  the same suites against loop.c, for comparison
+#   make stress     the stress tests alone, rust_loop then loop.c, for long
+#                   runs (STRESS_ITERATIONS=N, see vm/stress.sh)
 #   make bench      benchmarks against loop.c (non-debug kernel)
 #   make shell      an interactive VM shell with rust_loop loaded
 #   make lint       clippy + rustfmt --check
@@ -22,7 +24,7 @@ VM := ./vm
 KMAKE_TOOLS = LLVM=-19 RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc \
 	BINDGEN=$(CACHE_DIR)/bindgen-0.72.1/bin/bindgen
 
-.PHONY: all module toolchain kernel run check check-loopc bench shell lint fmt clean
+.PHONY: all module toolchain kernel run check check-loopc stress bench shell lint fmt clean
 
 all: module
 
@@ -51,6 +53,9 @@ check: module
 
 check-loopc: module
 	@$(VM)/check.sh loop
+
+stress: module
+	@$(VM)/stress.sh
 
 bench: toolchain
 	@$(VM)/bench.sh

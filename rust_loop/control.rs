@@ -123,12 +123,17 @@ fn get_free() -> Result<i32> {
     if let Some(device) = registry
         .devices
         .iter()
-        .filter(|d| d.is_unbound())
+        .filter(|d| d.is_free())
         .min_by_key(|d| d.number())
     {
+        device.hand_out();
         return Ok(device.number() as i32);
     }
-    registry.add(-1).map(|n| n as i32)
+    let number = registry.add(-1)?;
+    if let Some(device) = registry.find(number) {
+        device.hand_out();
+    }
+    Ok(number as i32)
 }
 
 /// `/dev/rloop-control`.

@@ -19,8 +19,10 @@
 //!   `BLK_STS_IOERR` and never marks a page up to date with made-up data.
 //!   Binding calls `disk_force_media_change`, which drops the device's page
 //!   cache: a new binding never inherits what an unbound reader cached.
-//! - The request path reads the binding lock-free from [`IoState`], which
-//!   is changed only while the queue is frozen ([`Disk::freeze`]).
+//! - The request path reads the binding lock-free from [`IoState`]. A bound
+//!   device changes it only while the queue is frozen ([`Disk::freeze`]);
+//!   bind and unbind need no freeze ([`Disk::start_serving`],
+//!   [`Disk::stop_serving`]): an unbound device's requests never read it.
 
 use crate::{
     fault::FaultInjector,
@@ -33,13 +35,14 @@ use crate::{
 };
 use core::{
     fmt::Write as _,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::{AtomicI64, AtomicU32, Ordering},
 };
 use kernel::{
     new_mutex,
     prelude::*,
     str::{BStr, Formatter},
     sync::{Arc, Mutex},
+    time::{ClockSource, Monotonic},
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -47,6 +50,11 @@ use kernel::{
 /// between tries. udev's probe holds a partition open only briefly.
 const RESCAN_ATTEMPTS: u32 = 5;
 const RESCAN_RETRY_DELAY_MS: u32 = 50;
+
+/// How long a device that LOOP_CTL_GET_FREE handed out is kept for its
+/// taker: parallel `losetup -f` callers each get their own device instead of
+/// racing for one and seeing EBUSY. Binding ends the hold early.
+const HAND_OUT_HOLD_NS: i64 = 2_000_000_000;
 
 /// The life cycle of a device (loop.c's `lo_state`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -123,6 +131,14 @@ impl IoState {
             read_only: false,
         }
     }
+
+    fn bound(binding: &Arc<Binding>, flags: u32) -> Self {
+        Self {
+            binding: Some(binding.clone()),
+            direct_io: flags & LO_FLAGS_DIRECT_IO != 0,
+            read_only: flags & LO_FLAGS_READ_ONLY != 0,
+        }
+    }
 }
 
 /// The offset, size limit and name a status structure asks for.
@@ -164,6 +180,9 @@ pub(crate) struct LoopDevice {
     /// `part_shift != 0` (module parameter `max_part`): always scan partitions.
     forced_partscan: bool,
     state: AtomicU32,
+    /// When GET_FREE last handed this unbound device out (monotonic ns; 0:
+    /// not held).
+    handed_out_at: AtomicI64,
     /// Effective `LO_FLAGS_*`.
     flags: AtomicU32,
     /// Serialises configuration ioctls (never taken by open or release).
@@ -198,6 +217,7 @@ impl LoopDevice {
                 number,
                 forced_partscan: part_shift != 0,
                 state: AtomicU32::new(State::Unbound as u32),
+                handed_out_at: AtomicI64::new(0),
                 flags: AtomicU32::new(0),
                 control <- new_mutex!(()),
                 binding <- new_mutex!(None),
@@ -226,8 +246,17 @@ impl LoopDevice {
         self.flags.load(Ordering::Acquire)
     }
 
-    pub(crate) fn is_unbound(&self) -> bool {
-        self.state() == State::Unbound
+    /// LOOP_CTL_GET_FREE's test: unbound, and not held for an earlier taker.
+    pub(crate) fn is_free(&self) -> bool {
+        let handed_out_at = self.handed_out_at.load(Ordering::Acquire);
+        let held = handed_out_at != 0 && Monotonic::ktime_get() - handed_out_at < HAND_OUT_HOLD_NS;
+        self.state() == State::Unbound && !held
+    }
+
+    /// Holds the device for the taker GET_FREE just gave it to.
+    pub(crate) fn hand_out(&self) {
+        self.handed_out_at
+            .store(Monotonic::ktime_get(), Ordering::Release);
     }
 
     /// LOOP_CTL_REMOVE: marks an unbound, unopened device as being deleted.
@@ -303,7 +332,7 @@ impl LoopDevice {
             self.set_state(State::Unbound);
             return;
         };
-        *self.disk.freeze().io_state() = IoState::unbound();
+        self.disk.stop_serving(IoState::unbound());
 
         let mut limits = self.disk.start_limits_update();
         limits.set_block_size(512);
@@ -391,11 +420,7 @@ impl LoopDevice {
         check_backing_file(&file)?;
         // Keep anyone from mounting the device while it is being set up,
         // unless the caller opened it exclusively already.
-        let _claim = if mode.exclusive() {
-            None
-        } else {
-            Some(bdev.prepare_to_claim()?)
-        };
+        let _claim = bdev.claim_unless_exclusive(mode)?;
 
         let control = self.control.lock();
         if self.state() != State::Unbound {
@@ -451,10 +476,12 @@ impl LoopDevice {
         }
         // Sysfs attributes are a convenience; loop.c binds without them too.
         let _ = self.disk.set_sysfs_group(true);
-        self.publish(&binding, flags);
+        self.disk.start_serving(IoState::bound(&binding, flags));
+        self.flags.store(flags, Ordering::Release);
         self.disk.set_capacity(binding.size_sectors(&binding.file));
         *self.binding.lock() = Some(binding);
         self.set_state(State::Bound);
+        self.handed_out_at.store(0, Ordering::Release);
 
         let partscan = flags & LO_FLAGS_PARTSCAN != 0;
         if partscan {
@@ -470,14 +497,10 @@ impl LoopDevice {
         Ok(())
     }
 
-    /// Makes `binding` and `flags` what the request path sees.
+    /// Makes `binding` and `flags` what the request path of a bound device
+    /// sees. The queue is frozen meanwhile: requests are in flight.
     fn publish(&self, binding: &Arc<Binding>, flags: u32) {
-        let mut frozen = self.disk.freeze();
-        *frozen.io_state() = IoState {
-            binding: Some(binding.clone()),
-            direct_io: flags & LO_FLAGS_DIRECT_IO != 0,
-            read_only: flags & LO_FLAGS_READ_ONLY != 0,
-        };
+        *self.disk.freeze().io_state() = IoState::bound(binding, flags);
         self.flags.store(flags, Ordering::Release);
     }
 
@@ -529,7 +552,12 @@ impl LoopDevice {
         if flags & LO_FLAGS_DIRECT_IO != 0 && !self.can_use_dio(&binding) {
             flags &= !LO_FLAGS_DIRECT_IO;
         }
-        self.publish(&binding, flags);
+        // The request path reads only the file, offset, size limit and flags:
+        // when none changes it keeps its binding (which may then carry an
+        // older file name) and no queue freeze is needed.
+        if size_changed || flags != old_flags {
+            self.publish(&binding, flags);
+        }
         *self.binding.lock() = Some(binding.clone());
         if partscan {
             self.disk.set_partscan_suppressed(false);
@@ -654,11 +682,7 @@ impl LoopDevice {
     }
 
     fn set_block_size(&self, bdev: &BlockDevice, mode: OpenMode, size: usize) -> Result {
-        let _claim = if mode.exclusive() {
-            None
-        } else {
-            Some(bdev.prepare_to_claim()?)
-        };
+        let _claim = bdev.claim_unless_exclusive(mode)?;
         let _control = self.control.lock();
         if self.state() != State::Bound {
             return Err(ENXIO);
@@ -672,12 +696,14 @@ impl LoopDevice {
         let flags = self.flags();
         let mut limits = self.disk.start_limits_update();
         self.fill_limits(&mut limits, &binding, flags, size);
-        {
-            let _frozen = self.disk.freeze();
-            limits.commit()?;
-        }
+        let mut frozen = self.disk.freeze();
+        limits.commit()?;
+        // One freeze covers the limits and, if the new block size rules out
+        // direct I/O, the switch to buffered I/O.
         if flags & LO_FLAGS_DIRECT_IO != 0 && !self.can_use_dio(&binding) {
-            self.publish(&binding, flags & !LO_FLAGS_DIRECT_IO);
+            let flags = flags & !LO_FLAGS_DIRECT_IO;
+            *frozen.io_state() = IoState::bound(&binding, flags);
+            self.flags.store(flags, Ordering::Release);
         }
         Ok(())
     }

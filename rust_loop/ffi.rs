@@ -23,7 +23,7 @@ use core::{
     marker::PhantomData,
     mem::MaybeUninit,
     ptr::{self, NonNull},
-    sync::atomic::{AtomicBool, AtomicPtr, Ordering},
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering},
 };
 use kernel::{
     bindings,
@@ -799,9 +799,13 @@ struct RequestPdu {
 /// - `gendisk` is a valid disk allocated on `tag_set`; it is added to the
 ///   system by `add` and deleted exactly once by `delete` (or released by
 ///   `Drop` if it was never added).
-/// - `io_state` is written only by a holder of [`Frozen`] (queue frozen and
-///   `freeze_lock` held) and read only by the request path while a request is in
-///   flight, so reads and writes never overlap.
+/// - `io_state` is read only by a request that entered it (see
+///   [`Disk::enter_io_state`]: it counted itself in `io_state_readers`, then saw
+///   `serving` set), until it leaves.
+/// - `io_state` is written only with `freeze_lock` held and while no request
+///   can be reading it: either the queue is frozen (a [`Frozen`] guard; frozen
+///   means no request in flight), or `serving` is clear and no reader that saw
+///   it set is left ([`Disk::start_serving`], [`Disk::stop_serving`]).
 #[pin_data(PinnedDrop)]
 pub(crate) struct Disk<T: DiskOps> {
     gendisk: NonNull<bindings::gendisk>,
@@ -809,6 +813,12 @@ pub(crate) struct Disk<T: DiskOps> {
     #[pin]
     freeze_lock: Mutex<()>,
     io_state: UnsafeCell<T::IoState>,
+    /// Whether requests may read `io_state` (the device is bound). Binding
+    /// and unbinding flip it without a queue freeze, whose RCU grace period
+    /// would dominate an attach/detach cycle.
+    serving: AtomicBool,
+    /// Requests between `enter_io_state` and `leave_io_state`.
+    io_state_readers: AtomicUsize,
     added: AtomicBool,
     deleted: AtomicBool,
 }
@@ -910,6 +920,8 @@ impl<T: DiskOps> Disk<T> {
             tag_set,
             freeze_lock <- new_mutex!(()),
             io_state: UnsafeCell::new(io_state),
+            serving: AtomicBool::new(false),
+            io_state_readers: AtomicUsize::new(0),
             added: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
         }))
@@ -1128,11 +1140,56 @@ impl<T: DiskOps> Disk<T> {
         }
     }
 
-    /// The I/O state for a request in flight on this disk.
-    fn io_state_for_request(&self, _rq: &Request) -> &T::IoState {
-        // SAFETY: a request is in flight, so the queue is not frozen and no
-        // writer (which holds `Frozen`) exists (type invariant).
-        unsafe { &*self.io_state.get() }
+    /// Publishes the I/O state of a device that starts serving requests (a
+    /// bind). No freeze is needed: while the disk is not serving, no request
+    /// reads the state.
+    pub(crate) fn start_serving(&self, state: T::IoState) {
+        let _guard = self.freeze_lock.lock();
+        if self.serving.load(Ordering::SeqCst) {
+            drop(_guard);
+            *self.freeze().io_state() = state;
+            return;
+        }
+        // SAFETY: `freeze_lock` is held and `serving` is clear: since the last
+        // `stop_serving` drained them, no request has entered the state (type
+        // invariant), so nobody reads it.
+        unsafe { *self.io_state.get() = state };
+        self.serving.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops serving requests (an unbind) and replaces the I/O state once the
+    /// requests that still read it are gone. Called on the last close, when
+    /// none is expected; the wait only covers stragglers.
+    pub(crate) fn stop_serving(&self, state: T::IoState) {
+        let _guard = self.freeze_lock.lock();
+        // SeqCst pairs with `enter_io_state`: either a request's increment is
+        // seen here, or that request sees `serving` clear.
+        self.serving.store(false, Ordering::SeqCst);
+        while self.io_state_readers.load(Ordering::SeqCst) != 0 {
+            msleep(1);
+        }
+        // SAFETY: `freeze_lock` is held, `serving` is clear and every request
+        // that saw it set has left (type invariant).
+        unsafe { *self.io_state.get() = state };
+    }
+
+    /// Lets a request read the I/O state, if the disk is serving. A request
+    /// that got it must call `leave_io_state` after its last use of it.
+    fn enter_io_state(&self) -> Option<&T::IoState> {
+        self.io_state_readers.fetch_add(1, Ordering::SeqCst);
+        if self.serving.load(Ordering::SeqCst) {
+            // SAFETY: counted as a reader while `serving` is set: no writer
+            // runs until `leave_io_state` (type invariant).
+            Some(unsafe { &*self.io_state.get() })
+        } else {
+            self.io_state_readers.fetch_sub(1, Ordering::SeqCst);
+            None
+        }
+    }
+
+    /// Ends a request's use of the I/O state (see `enter_io_state`).
+    fn leave_io_state(&self) {
+        self.io_state_readers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -1246,12 +1303,16 @@ pub(crate) struct BlockDevice {
 
 impl BlockDevice {
     /// Claims the device for a configuration change, so that nobody can mount
-    /// it meanwhile (`bd_prepare_to_claim`). EBUSY if someone holds it exclusively.
-    pub(crate) fn prepare_to_claim(&self) -> Result<BdevClaim<'_>> {
+    /// it meanwhile (`bd_prepare_to_claim`), unless the caller opened it
+    /// exclusively and so holds it already. EBUSY if someone else holds it.
+    pub(crate) fn claim_unless_exclusive(&self, mode: OpenMode) -> Result<Option<BdevClaim<'_>>> {
+        if mode.exclusive() {
+            return Ok(None);
+        }
         // SAFETY: `raw` is the live block device of the current ioctl; the
         // holder is a static of this module, unique to rust_loop.
         to_result(unsafe { bindings::bd_prepare_to_claim(self.raw, claim_holder(), ptr::null()) })?;
-        Ok(BdevClaim { bdev: self })
+        Ok(Some(BdevClaim { bdev: self }))
     }
 
     /// Writes back and drops the device's page cache.
@@ -1277,7 +1338,7 @@ pub(crate) struct BdevClaim<'a> {
 
 impl Drop for BdevClaim<'_> {
     fn drop(&mut self) {
-        // SAFETY: the claim was prepared by `prepare_to_claim` with this holder.
+        // SAFETY: the claim was prepared by `claim_unless_exclusive` with this holder.
         unsafe { bindings::bd_abort_claiming(self.bdev.raw, claim_holder()) };
     }
 }
@@ -1452,16 +1513,26 @@ impl<T: DiskOps> DiskVTable<T> {
             let request = Request {
                 raw: NonNull::new_unchecked(rq),
             };
-            let dispatch = {
-                let io = owner.disk().io_state_for_request(&request);
-                owner.queue_rq(io, &request)
-            };
-            match dispatch {
-                Dispatch::Fail => {
+            let disk = owner.disk();
+            let dispatch = match disk.enter_io_state() {
+                Some(io) => owner.queue_rq(io, &request),
+                // Not bound: no state to read, and nothing to leave.
+                None => {
                     request.set_quiet();
                     return BLK_STS_IOERR;
                 }
-                Dispatch::Done(status) => bindings::blk_mq_end_request(rq, status),
+            };
+            match dispatch {
+                Dispatch::Fail => {
+                    disk.leave_io_state();
+                    request.set_quiet();
+                    return BLK_STS_IOERR;
+                }
+                Dispatch::Done(status) => {
+                    disk.leave_io_state();
+                    bindings::blk_mq_end_request(rq, status);
+                }
+                // The work item leaves the state when it is done with it.
                 Dispatch::Defer => {
                     let pdu = bindings::blk_mq_rq_to_pdu(rq).cast::<RequestPdu>();
                     queue_io_work(&raw mut (*pdu).work);
@@ -1487,8 +1558,12 @@ impl<T: DiskOps> DiskVTable<T> {
             };
             let status = {
                 let _noio = NoIoScope::enter();
-                let io = owner.disk().io_state_for_request(&request);
-                owner.handle_request(io, &request)
+                // `queue_rq_callback` entered the state for this request and
+                // deferred it without leaving.
+                let io = &*owner.disk().io_state.get();
+                let status = owner.handle_request(io, &request);
+                owner.disk().leave_io_state();
+                status
             };
             bindings::blk_mq_end_request(rq, status);
         }

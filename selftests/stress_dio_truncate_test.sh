@@ -25,15 +25,9 @@ stress_cleanup() {
 
 # run_mode buffered|direct: one bounded run; prints what happened.
 run_mode() {
-	local mode=$1 dio=0 out=$STRESS_WORK/out.$1 status
-	local -a options=()
-	if [[ $mode == direct ]]; then dio=1 options=(--direct-io=on); fi
+	local mode=$1 out=$STRESS_WORK/out.$1 status
 	truncate -s 64M "$STRESS_WORK/backing"
-	bind_file 0 "$STRESS_WORK/backing" "${options[@]}" || { echo "$mode: losetup failed"; return 1; }
-	if [[ $(cat "$(loop_sys 0)/loop/dio") != "$dio" ]]; then
-		echo "$mode: loop/dio is $(cat "$(loop_sys 0)/loop/dio"), expected $dio"
-		return 1
-	fi
+	bind_file_in_mode 0 "$STRESS_WORK/backing" "$mode" || return 1
 	run_bounded "$time_limit" "$tool" "$dev" "$STRESS_WORK/backing" "$cycles" "$threads" \
 		>"$out" 2>"$out.err"
 	status=$?

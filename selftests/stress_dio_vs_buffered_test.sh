@@ -25,15 +25,9 @@ stress_cleanup() {
 
 # run_mode buffered|direct: one full pass; prints the tool's summary line.
 run_mode() {
-	local mode=$1 dio=0 out=$STRESS_WORK/out.$1
-	local -a options=()
-	if [[ $mode == direct ]]; then dio=1 options=(--direct-io=on); fi
+	local mode=$1 out=$STRESS_WORK/out.$1
 	truncate -s 64M "$STRESS_WORK/ext4.img"
-	bind_file 0 "$STRESS_WORK/ext4.img" "${options[@]}" || { echo "$mode: losetup failed"; return 1; }
-	if [[ $(cat "$(loop_sys 0)/loop/dio") != "$dio" ]]; then
-		echo "$mode: loop/dio is $(cat "$(loop_sys 0)/loop/dio"), expected $dio"
-		return 1
-	fi
+	bind_file_in_mode 0 "$STRESS_WORK/ext4.img" "$mode" || return 1
 	mkfs.ext4 -q -F -b 1024 "$dev" || { echo "$mode: mkfs.ext4 failed"; return 1; }
 	mount "$dev" "$STRESS_WORK/mnt" || { echo "$mode: mount failed"; return 1; }
 	"$tool" "$STRESS_WORK/mnt/file" "$threads" "$region" "$iterations" >"$out" 2>"$out.err"

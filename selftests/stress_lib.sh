@@ -17,8 +17,14 @@ STRESS_LOADED_DRIVER=0
 STRESS_MARKED=0
 STRESS_START=$SECONDS
 
-# stress_iterations DEFAULT -> $STRESS_ITERATIONS if set, else DEFAULT.
-stress_iterations() { echo "${STRESS_ITERATIONS:-$1}"; }
+# stress_iterations DEFAULT -> the iteration count: $STRESS_ITERATIONS_<name>
+# for this test alone (<name> as in stress_<name>_test.sh, e.g. partscan),
+# else $STRESS_ITERATIONS, else DEFAULT.
+stress_iterations() {
+	local name=${STRESS_NAME#stress_}
+	local own=STRESS_ITERATIONS_${name%_test}
+	echo "${!own:-${STRESS_ITERATIONS:-$1}}"
+}
 
 stress_note() { printf '# %s\n' "$*"; }
 
@@ -87,6 +93,20 @@ bind_file() {
 	local n=$1 file=$2
 	shift 2
 	losetup "$@" "$(loop_dev "$n")" "$file" && loop_bound "$n"
+}
+
+# bind_file_in_mode N FILE buffered|direct: bind_file with direct I/O off or on,
+# then check that loop/dio shows that mode. Prints what failed, prefixed with
+# the mode.
+bind_file_in_mode() {
+	local n=$1 file=$2 mode=$3 dio=0
+	local -a options=()
+	if [[ $mode == direct ]]; then dio=1 options=(--direct-io=on); fi
+	bind_file "$n" "$file" "${options[@]}" || { echo "$mode: losetup failed"; return 1; }
+	if [[ $(cat "$(loop_sys "$n")/loop/dio") != "$dio" ]]; then
+		echo "$mode: loop/dio is $(cat "$(loop_sys "$n")/loop/dio"), expected $dio"
+		return 1
+	fi
 }
 
 # tool_count FILE KEY -> N from the "KEY=N" a tool printed in FILE, or "?".
