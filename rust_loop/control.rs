@@ -16,6 +16,8 @@ use kernel::{prelude::*, sync::Arc};
 /// The devices and the numbering fixed at module load.
 pub(crate) struct Registry {
     devices: KVec<Arc<LoopDevice>>,
+    /// Numbers of devices being created outside the lock (see [`add`]).
+    creating: KVec<u32>,
     /// Set at module unload: no device may be added any more.
     closing: bool,
     major: u32,
@@ -27,6 +29,7 @@ impl Registry {
     pub(crate) const fn new() -> Self {
         Self {
             devices: KVec::new(),
+            creating: KVec::new(),
             closing: false,
             major: 0,
             part_shift: 0,
@@ -43,35 +46,80 @@ impl Registry {
         self.devices.iter().find(|d| d.number() == number)
     }
 
-    /// loop.c's `loop_add`: a negative `requested` takes the lowest free number.
-    fn add(&mut self, requested: i32) -> Result<u32> {
+    fn is_taken(&self, number: u32) -> bool {
+        self.find(number).is_some() || self.creating.contains(&number)
+    }
+
+    /// Picks the number of a new device (a negative `requested` takes the
+    /// lowest free one) and marks it as being created.
+    fn reserve(&mut self, requested: i32) -> Result<u32> {
         if self.closing {
             return Err(ENODEV);
         }
         let number = match u32::try_from(requested) {
             Ok(n) if n > self.max_number() => return Err(EINVAL),
-            Ok(n) if self.find(n).is_some() => return Err(EEXIST),
+            Ok(n) if self.is_taken(n) => return Err(EEXIST),
             Ok(n) => n,
             Err(_) => (0..=self.max_number())
-                .find(|&n| self.find(n).is_none())
+                .find(|&n| !self.is_taken(n))
                 .ok_or(ENOSPC)?,
         };
-        self.devices.reserve(1, GFP_KERNEL)?;
-        let device = LoopDevice::create(number, self.major, self.part_shift, self.queue_depth)?;
-        self.devices.push(device, GFP_KERNEL)?;
+        self.creating.push(number, GFP_KERNEL)?;
         Ok(number)
     }
+}
+
+/// Whether GET_FREE hands the new device out (see [`LoopDevice::hand_out`]).
+#[derive(PartialEq, Eq)]
+enum HandOut {
+    No,
+    Yes,
+}
+
+/// loop.c's `loop_add`. As in loop.c, the registry lock is held only to pick
+/// the number and to record the device: devices are created in parallel.
+fn add(requested: i32, hand_out: HandOut) -> Result<u32> {
+    let (number, major, part_shift, queue_depth) = {
+        let mut registry = REGISTRY.lock();
+        let number = registry.reserve(requested)?;
+        (
+            number,
+            registry.major,
+            registry.part_shift,
+            registry.queue_depth,
+        )
+    };
+    let created = LoopDevice::create(number, major, part_shift, queue_depth);
+    let mut registry = REGISTRY.lock();
+    registry.creating.retain(|&mut n| n != number);
+    let device = created?;
+    if hand_out == HandOut::Yes {
+        device.hand_out();
+    }
+    if registry.closing {
+        drop(registry);
+        device.remove(false);
+        return Err(ENODEV);
+    }
+    if let Err(e) = registry.devices.push(device.clone(), GFP_KERNEL) {
+        drop(registry);
+        device.remove(false);
+        return Err(e.into());
+    }
+    Ok(number)
 }
 
 /// Sets up the registry and creates the first `count` devices.
 pub(crate) fn init(major: u32, part_shift: u32, queue_depth: u32, count: u32) -> Result {
     ffi::init_registry();
-    let mut registry = REGISTRY.lock();
-    registry.major = major;
-    registry.part_shift = part_shift;
-    registry.queue_depth = queue_depth;
+    {
+        let mut registry = REGISTRY.lock();
+        registry.major = major;
+        registry.part_shift = part_shift;
+        registry.queue_depth = queue_depth;
+    }
     for number in 0..count {
-        registry.add(number as i32)?;
+        add(number as i32, HandOut::No)?;
     }
     Ok(())
 }
@@ -92,13 +140,10 @@ pub(crate) fn remove_all() {
 
 /// The block core's hook for opening a node of our major without a disk.
 pub(crate) fn probe(devt: u32) {
-    let mut registry = REGISTRY.lock();
-    let number = (devt & ((1 << MINORBITS) - 1)) >> registry.part_shift;
-    if registry.find(number).is_none() {
-        // A failed on-demand creation just leaves the node without a disk
-        // (the open then fails with ENXIO), as in loop.c.
-        let _ = registry.add(number as i32);
-    }
+    let number = (devt & ((1 << MINORBITS) - 1)) >> REGISTRY.lock().part_shift;
+    // A failed on-demand creation (EEXIST included: the device appeared
+    // meanwhile) just leaves the node as it is, as in loop.c.
+    let _ = add(number as i32, HandOut::No);
 }
 
 fn remove(arg: usize) -> Result<i32> {
@@ -119,7 +164,7 @@ fn remove(arg: usize) -> Result<i32> {
 }
 
 fn get_free() -> Result<i32> {
-    let mut registry = REGISTRY.lock();
+    let registry = REGISTRY.lock();
     if let Some(device) = registry
         .devices
         .iter()
@@ -129,11 +174,8 @@ fn get_free() -> Result<i32> {
         device.hand_out();
         return Ok(device.number() as i32);
     }
-    let number = registry.add(-1)?;
-    if let Some(device) = registry.find(number) {
-        device.hand_out();
-    }
-    Ok(number as i32)
+    drop(registry);
+    add(-1, HandOut::Yes).map(|n| n as i32)
 }
 
 /// `/dev/rloop-control`.
@@ -143,7 +185,7 @@ impl ControlOps for Control {
     fn ioctl(cmd: u32, arg: usize) -> Result<i32> {
         match cmd {
             // The argument is an int in loop.c: a negative one means "any".
-            LOOP_CTL_ADD => REGISTRY.lock().add(arg as i32).map(|n| n as i32),
+            LOOP_CTL_ADD => add(arg as i32, HandOut::No).map(|n| n as i32),
             LOOP_CTL_REMOVE => remove(arg),
             LOOP_CTL_GET_FREE => get_free(),
             _ => Err(ffi::enosys()),
