@@ -56,6 +56,10 @@ const RESCAN_RETRY_DELAY_MS: u32 = 50;
 /// racing for one and seeing EBUSY. Binding ends the hold early.
 const HAND_OUT_HOLD_NS: i64 = 2_000_000_000;
 
+/// Requests up to this size may be served inline. Larger ones go to workers:
+/// their copy time dwarfs the hand-off, and workers spread it over CPUs.
+const INLINE_MAX_BYTES: u64 = 64 * 1024;
+
 /// The life cycle of a device (loop.c's `lo_state`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -432,6 +436,7 @@ impl LoopDevice {
             return Err(EINVAL);
         }
         let status = status_from_info(info)?;
+        self.disk.enable_ordered_work(self.number)?;
 
         let mut flags = info.lo_flags;
         if !file.is_writable() || !mode.can_write() || !file.can_write() {
@@ -907,11 +912,19 @@ impl DiskOps for LoopDevice {
         // a worker and back (loop.c 7.2 always hands off). Anything else, and
         // anything the file cannot finish at once, goes to the workqueue.
         let op = rq.op();
+        let small = rq.bytes() <= INLINE_MAX_BYTES;
         let inline = binding.inline != InlinePolicy::Never
+            && small
             && (op == ReqOp::Read || (op == ReqOp::Write && !rq.is_fua() && !io.read_only))
             && !self.fault.is_armed();
         if !inline {
-            return Dispatch::Defer;
+            // Large writes run one at a time: the backing inode's lock would
+            // serialise them anyway, and parallel writers only fight over it.
+            return if op == ReqOp::Write && !small {
+                Dispatch::DeferInOrder
+            } else {
+                Dispatch::Defer
+            };
         }
         let mode = IoMode {
             direct: io.direct_io,

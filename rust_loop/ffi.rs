@@ -782,8 +782,11 @@ pub(crate) enum Dispatch {
     Fail,
     /// It was served inline: end it with this status.
     Done(BlkStatus),
-    /// Run it on the I/O workqueue.
+    /// Run it on the I/O workqueue, in parallel with the others.
     Defer,
+    /// Run it on the device's own ordered workqueue, one at a time (see
+    /// [`Disk::enable_ordered_work`]).
+    DeferInOrder,
 }
 
 /// Per-request driver data: the work item that runs the request.
@@ -819,6 +822,9 @@ pub(crate) struct Disk<T: DiskOps> {
     serving: AtomicBool,
     /// Requests between `enter_io_state` and `leave_io_state`.
     io_state_readers: AtomicUsize,
+    /// The disk's ordered workqueue, once created (never replaced; destroyed
+    /// when the disk is deleted or dropped).
+    ordered_wq: AtomicPtr<bindings::workqueue_struct>,
     added: AtomicBool,
     deleted: AtomicBool,
 }
@@ -922,6 +928,7 @@ impl<T: DiskOps> Disk<T> {
             io_state: UnsafeCell::new(io_state),
             serving: AtomicBool::new(false),
             io_state_readers: AtomicUsize::new(0),
+            ordered_wq: AtomicPtr::new(ptr::null_mut()),
             added: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
         }))
@@ -977,6 +984,47 @@ impl<T: DiskOps> Disk<T> {
             bindings::del_gendisk(self.raw());
             bindings::blk_mq_free_tag_set(self.tag_set.get());
             bindings::put_disk(self.raw());
+        }
+        self.destroy_ordered_wq();
+    }
+
+    /// Creates the disk's ordered workqueue, unless it exists: a worker
+    /// thread that runs the requests deferred with [`Dispatch::DeferInOrder`]
+    /// one at a time, like loop.c's per-device worker. Created on the first
+    /// bind with loop.c's flags (no rescuer thread, whose creation would
+    /// dominate a first bind), so that adding a device stays cheap.
+    pub(crate) fn enable_ordered_work(&self, number: u32) -> Result {
+        if !self.ordered_wq.load(Ordering::Acquire).is_null() {
+            return Ok(());
+        }
+        let flags = bindings::wq_flags_WQ_UNBOUND
+            | bindings::wq_flags_WQ_FREEZABLE
+            | bindings::wq_flags___WQ_ORDERED;
+        // SAFETY: the format string is a valid C string consuming one `%u`.
+        let raw =
+            unsafe { bindings::alloc_workqueue_noprof(c"rloop%u".as_char_ptr(), flags, 1, number) };
+        if raw.is_null() {
+            return Err(ENOMEM);
+        }
+        if self
+            .ordered_wq
+            .compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: created above and never published.
+            unsafe { bindings::destroy_workqueue(raw) };
+        }
+        Ok(())
+    }
+
+    /// Destroys the ordered workqueue once no request can reach it any more.
+    fn destroy_ordered_wq(&self) {
+        let raw = self.ordered_wq.swap(ptr::null_mut(), Ordering::AcqRel);
+        if !raw.is_null() {
+            // SAFETY: created by `enable_ordered_work`; the disk is deleted
+            // (or was never added), so no request queues work on it any more,
+            // and `destroy_workqueue` drains what is queued.
+            unsafe { bindings::destroy_workqueue(raw) };
         }
     }
 
@@ -1203,6 +1251,7 @@ impl<T: DiskOps> PinnedDrop for Disk<T> {
                 bindings::blk_mq_free_tag_set(self.tag_set.get());
             }
         }
+        self.destroy_ordered_wq();
     }
 }
 
@@ -1536,6 +1585,19 @@ impl<T: DiskOps> DiskVTable<T> {
                 Dispatch::Defer => {
                     let pdu = bindings::blk_mq_rq_to_pdu(rq).cast::<RequestPdu>();
                     queue_io_work(&raw mut (*pdu).work);
+                }
+                Dispatch::DeferInOrder => {
+                    let pdu = bindings::blk_mq_rq_to_pdu(rq).cast::<RequestPdu>();
+                    match NonNull::new(disk.ordered_wq.load(Ordering::Acquire)) {
+                        Some(wq) => {
+                            bindings::queue_work_on(
+                                bindings::wq_misc_consts_WORK_CPU_UNBOUND as c_int,
+                                wq.as_ptr(),
+                                &raw mut (*pdu).work,
+                            );
+                        }
+                        None => queue_io_work(&raw mut (*pdu).work),
+                    }
                 }
             }
         }
