@@ -483,10 +483,13 @@ impl LoopDevice {
         let _ = self.disk.set_sysfs_group(true);
         self.disk.start_serving(IoState::bound(&binding, flags));
         self.flags.store(flags, Ordering::Release);
-        self.disk.set_capacity(binding.size_sectors(&binding.file));
+        let sectors = binding.size_sectors(&binding.file);
         *self.binding.lock() = Some(binding);
         self.set_state(State::Bound);
         self.handed_out_at.store(0, Ordering::Release);
+        // Capacity last: a reader that sees the device's size finds it
+        // bound (loop.c sets it first, and such a read fails with EIO).
+        self.disk.set_capacity(sectors);
 
         let partscan = flags & LO_FLAGS_PARTSCAN != 0;
         if partscan {
