@@ -13,16 +13,17 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export LOOP_TEST_BIN=${GUEST_OUT:?"run this inside the VM, where GUEST_OUT is set"}/selftests
 
-# run_one NUMBER SCRIPT: one test as the kselftest runner reports it: its own
-# TAP one level down, then its result line (exit status 4 is a skip).
+# run_one NUMBER LABEL SCRIPT: one test as the kselftest runner reports it:
+# its own TAP one level down, then its result line (exit status 4 is a skip).
 run_one() {
-	local number=$1 script=$2 status=0
-	echo "# selftests: $LOOP_PREFIX: $(basename "$script")"
-	"$script" 2>&1 | sed 's/^/# /' || status=$?
+	local number=$1 name status=0
+	name="$2: $(basename "$3")"
+	echo "# selftests: $name"
+	"$3" 2>&1 | sed 's/^/# /' || status=$?
 	case $status in
-	0) echo "ok $number selftests: $LOOP_PREFIX: $(basename "$script")" ;;
-	4) echo "ok $number selftests: $LOOP_PREFIX: $(basename "$script") # SKIP" ;;
-	*) echo "not ok $number selftests: $LOOP_PREFIX: $(basename "$script") # exit=$status" ;;
+	0) echo "ok $number selftests: $name" ;;
+	4) echo "ok $number selftests: $name # SKIP" ;;
+	*) echo "not ok $number selftests: $name # exit=$status" ;;
 	esac
 }
 
@@ -35,12 +36,11 @@ run_suites() {
 		echo "# ==== stress tests, LOOP_PREFIX=$prefix ===="
 		for script in "$here"/stress_*_test.sh; do
 			number=$((number + 1))
-			LOOP_PREFIX=$prefix run_one "$number" "$script"
+			LOOP_PREFIX=$prefix run_one "$number" "$prefix" "$script"
 		done
 	done
-	run_one $((number + 1)) "$here/kernel_log_clean.sh"
+	run_one $((number + 1)) all "$here/kernel_log_clean.sh"
 	echo "1..$((number + 1))"
 }
 
-set -o pipefail
 run_suites 2>&1 | "$here/summarize.sh"

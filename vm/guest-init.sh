@@ -5,6 +5,10 @@
 mkdir -p /run/rust-loop && mount -t tmpfs -o size=1500M tmpfs /run/rust-loop
 export SCRATCH=/run/rust-loop
 export PATH="$PATH:/usr/sbin:/sbin"
+# Stream the kernel log from boot on, so that a long run cannot lose lines to
+# the ring buffer wrapping before the host checks them.
+stdbuf -oL dmesg --follow >"$RESULTS/dmesg" &
+dmesg_pid=$!
 if [[ -d /sys/module/loop ]]; then
 	echo "guest-init: loop.ko is loaded before the test started" >&2
 	status=1
@@ -12,7 +16,9 @@ else
 	bash -c "$1"
 	status=$?
 fi
-dmesg >"$RESULTS/dmesg"
+sleep 1 # let the follower catch up with the last lines
+kill "$dmesg_pid"
+wait "$dmesg_pid" 2>/dev/null
 echo "$status" >"$RESULTS/status"
 sync
 exit "$status"

@@ -58,7 +58,7 @@ vng_args=(--run "$BUILD/arch/x86/boot/bzImage" $kvm_flag --cpus 2 --memory 4G
 	--rwdir "$RESULTS" --rwdir "$GUEST_OUT" --cwd "$REPO_DIR"
 	# Nothing may load loop.ko behind our back: udev, static nodes and
 	# block-major-7 autoloading all can. Comparisons insmod it explicitly.
-	--append "modprobe.blacklist=loop")
+	--append "modprobe.blacklist=loop log_buf_len=16M")
 
 if ((shell)); then
 	"$VNG" "${vng_args[@]}" --exec "RESULTS=$RESULTS GUEST_OUT=$GUEST_OUT KBUILD_DIR=$BUILD REPO_DIR=$REPO_DIR $REPO_DIR/vm/guest-init.sh bash -i"
@@ -83,6 +83,11 @@ else
 fi
 mkdir -p "$CACHE_DIR/logs"
 cp -f "$RESULTS/dmesg" "$CACHE_DIR/logs/last-dmesg.log" 2>/dev/null || cp -f "$RESULTS/console.log" "$CACHE_DIR/logs/last-dmesg.log"
+# A log that does not start at boot lost lines: it cannot prove the run clean.
+if [[ -f "$RESULTS/dmesg" ]] && ! head -1 "$RESULTS/dmesg" | grep -q '^\[ *0\.0'; then
+	log "the kernel log does not start at boot: lines were lost"
+	status=1
+fi
 if grep -En "$BAD_LOG_PATTERN" "$CACHE_DIR/logs/last-dmesg.log" >"$RESULTS/bad-lines"; then
 	log "kernel log shows a kernel bug; offending lines (full log: $CACHE_DIR/logs/last-dmesg.log):"
 	head -50 "$RESULTS/bad-lines" >&2
