@@ -506,7 +506,7 @@ impl LoopDevice {
     }
 
     /// Makes `binding` and `flags` what the request path of a bound device
-    /// sees. The queue is frozen meanwhile: requests are in flight.
+    /// sees, with the queue frozen, since requests may be in flight.
     fn publish(&self, binding: &Arc<Binding>, flags: u32) {
         *self.disk.freeze().io_state() = IoState::bound(binding, flags);
         self.flags.store(flags, Ordering::Release);
