@@ -34,7 +34,7 @@ run_mode() {
 	head -20 "$out.err" | sed "s/^/$mode: /"
 	((status == 124)) && echo "$mode: no end after $time_limit s"
 	echo "$mode: $(cat "$out")"
-	if ! losetup -d "$dev" || ! wait_loop_unbound 0; then
+	if ! detach_loop 0; then
 		echo "$mode: detach failed"
 		return 1
 	fi

@@ -40,7 +40,7 @@ run_mode() {
 		head -20 "$out.fsck"
 		status=1
 	fi
-	if ! losetup -d "$dev" || ! wait_loop_unbound 0; then
+	if ! detach_loop 0; then
 		echo "$mode: detach failed"
 		return 1
 	fi
