@@ -31,3 +31,32 @@ kernel_build_dir() {
 		| sha256sum | cut -c1-12)
 	echo "$CACHE_DIR/build-$variant-$key"
 }
+
+# build_selftests: the selftest programs, built on the host into the folder
+# the guest can write to (the repository is read-only there).
+build_selftests() {
+	mkdir -p "$CACHE_DIR/guest-out/selftests" "$CACHE_DIR/logs"
+	make -s -C "$REPO_DIR/selftests" OUTPUT="$CACHE_DIR/guest-out/selftests" \
+		KSRC="$CACHE_DIR/src/linux" >/dev/null
+}
+
+# run_selftests_in_vm NAME TIMEOUT 'GUEST COMMAND': runs a selftest runner in
+# the VM with its TAP in logs/NAME.tap, counts again on the host so that a VM
+# failure (timeout, panic, a kernel log line that shows a bug) is one more
+# failed test, prints the summary line "N passed, N failed" and exits with
+# the verdict.
+run_selftests_in_vm() {
+	local name=$1 timeout=$2 guest_command=$3 vm_status status
+	local tap_log="$CACHE_DIR/logs/$name.tap"
+	set +e
+	"$REPO_DIR/vm/run.sh" --timeout "$timeout" -- "$guest_command" | tee "$tap_log"
+	vm_status=${PIPESTATUS[0]}
+	set -e
+	if ((vm_status != 0)); then
+		echo "not ok 1 - vm: the VM run failed (exit status $vm_status: failed test, timeout, panic or kernel log error)" >>"$tap_log"
+	fi
+	echo "# ==== summary ($name), VM status $vm_status; TAP log: $tap_log ===="
+	"$REPO_DIR/selftests/summarize.sh" <"$tap_log" >"$tap_log.summary" && status=0 || status=1
+	tail -n 2 "$tap_log.summary"
+	exit "$status"
+}

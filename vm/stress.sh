@@ -12,9 +12,7 @@
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/common.sh"
 
-out="$CACHE_DIR/guest-out/selftests"
-mkdir -p "$out" "$CACHE_DIR/logs"
-make -s -C "$REPO_DIR/selftests" OUTPUT="$out" KSRC="$CACHE_DIR/src/linux" >/dev/null
+build_selftests
 
 # Pass the iteration settings into the guest.
 settings=()
@@ -22,17 +20,5 @@ while IFS= read -r setting; do
 	settings+=("$setting")
 done < <(env | grep -E '^(STRESS_ITERATIONS(_[a-z_]+)?|PREFIXES)=[a-z0-9 ]*$' || true)
 
-tap_log="$CACHE_DIR/logs/stress.tap"
-set +e
-"$REPO_DIR/vm/run.sh" --timeout "${STRESS_TIMEOUT:-14400}" -- \
-	"${settings[*]} $REPO_DIR/selftests/run_stress.sh" | tee "$tap_log"
-vm_status=${PIPESTATUS[0]}
-set -e
-
-if ((vm_status != 0)); then
-	echo "not ok 1 - vm: the VM run failed (exit status $vm_status: failed test, timeout, panic or kernel log error)" >>"$tap_log"
-fi
-echo "# ==== summary (stress), VM status $vm_status; TAP log: $tap_log ===="
-"$REPO_DIR/selftests/summarize.sh" <"$tap_log" >"$tap_log.summary" && status=0 || status=1
-tail -n 2 "$tap_log.summary"
-exit "$status"
+run_selftests_in_vm stress "${STRESS_TIMEOUT:-14400}" \
+	"${settings[*]} $REPO_DIR/selftests/run_stress.sh"
