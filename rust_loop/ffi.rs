@@ -211,17 +211,21 @@ impl Drop for IoWorkQueue {
     }
 }
 
-/// Queues a request's work item on the I/O workqueue.
+/// Queues a request's work item on `wq`, a disk's ordered workqueue, or
+/// without one on the module's I/O workqueue.
 ///
 /// # Safety
 ///
 /// `work` is an initialised, not pending work item that stays valid until it
-/// has run.
-unsafe fn queue_io_work(work: *mut bindings::work_struct) {
-    let wq = IO_WORKQUEUE.load(Ordering::Acquire);
+/// has run; `wq`, if given, is a workqueue that outlives it.
+unsafe fn queue_io_work(
+    work: *mut bindings::work_struct,
+    wq: Option<NonNull<bindings::workqueue_struct>>,
+) {
+    let wq = wq.map_or_else(|| IO_WORKQUEUE.load(Ordering::Acquire), NonNull::as_ptr);
     // SAFETY: disks exist only while the module's `IoWorkQueue` lives (it
-    // is created first and dropped last), so `wq` is valid; `work` per the
-    // function contract.
+    // is created first and dropped last), so the module's queue is valid;
+    // `work` and a given `wq` per the function contract.
     unsafe {
         bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as c_int, wq, work)
     };
@@ -1584,20 +1588,14 @@ impl<T: DiskOps> DiskVTable<T> {
                 // The work item leaves the state when it is done with it.
                 Dispatch::Defer => {
                     let pdu = bindings::blk_mq_rq_to_pdu(rq).cast::<RequestPdu>();
-                    queue_io_work(&raw mut (*pdu).work);
+                    queue_io_work(&raw mut (*pdu).work, None);
                 }
+                // The ordered workqueue lives until the disk is deleted,
+                // after its last request.
                 Dispatch::DeferInOrder => {
                     let pdu = bindings::blk_mq_rq_to_pdu(rq).cast::<RequestPdu>();
-                    match NonNull::new(disk.ordered_wq.load(Ordering::Acquire)) {
-                        Some(wq) => {
-                            bindings::queue_work_on(
-                                bindings::wq_misc_consts_WORK_CPU_UNBOUND as c_int,
-                                wq.as_ptr(),
-                                &raw mut (*pdu).work,
-                            );
-                        }
-                        None => queue_io_work(&raw mut (*pdu).work),
-                    }
+                    let wq = NonNull::new(disk.ordered_wq.load(Ordering::Acquire));
+                    queue_io_work(&raw mut (*pdu).work, wq);
                 }
             }
         }
