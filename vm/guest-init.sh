@@ -2,6 +2,9 @@
 # Runs inside the guest (started by vm/run.sh): prepares a scratch tmpfs, checks
 # that loop.ko did not sneak in, runs the command, then hands its status and
 # the whole kernel log back to the host through the shared $RESULTS folder.
+# The host keeps the guest's stderr for the kernel console: test output,
+# errors included, goes to stdout in the order it was written.
+exec 2>&1
 mkdir -p /run/rust-loop && mount -t tmpfs -o size=1500M tmpfs /run/rust-loop
 export SCRATCH=/run/rust-loop
 export PATH="$PATH:/usr/sbin:/sbin"

@@ -54,7 +54,9 @@ trap 'rm -rf "$RESULTS"' EXIT
 exec 9>"$CACHE_DIR/vm.lock"
 flock 9 || die "cannot take the VM lock"
 
-vng_args=(--run "$BUILD/arch/x86/boot/bzImage" $kvm_flag --cpus 2 --memory 4G
+# --force-9p: Debian 12's virtiofsd (QEMU's old C one) rejects the arguments
+# virtme-ng gives it, and each failed try costs 3 s before the 9p fallback.
+vng_args=(--run "$BUILD/arch/x86/boot/bzImage" $kvm_flag --force-9p --cpus 2 --memory 4G
 	--rwdir "$RESULTS" --rwdir "$GUEST_OUT" --cwd "$REPO_DIR"
 	# Nothing may load loop.ko behind our back: udev, static nodes and
 	# block-major-7 autoloading all can. Comparisons insmod it explicitly.
@@ -66,12 +68,33 @@ if ((shell)); then
 fi
 
 start=$SECONDS
-set +e
-timeout -k 10 "$timeout" "$VNG" "${vng_args[@]}" \
-	--exec "RESULTS=$RESULTS GUEST_OUT=$GUEST_OUT KBUILD_DIR=$BUILD REPO_DIR=$REPO_DIR $REPO_DIR/vm/guest-init.sh $(printf '%q' "$guest_command")" \
-	</dev/null 2>&1 | tee "$RESULTS/console.log"
-vng_status=${PIPESTATUS[0]}
-set -e
+# One boot: the guest command's output streams live (and into console.log);
+# the kernel console (boot messages, then only what is printed at emergency
+# level: panics and oopses) and QEMU's own errors go to boot-console.log, so
+# that a guest that dies before the command runs still says why.
+boot_vm() {
+	rm -f "$RESULTS/status" "$RESULTS/dmesg"
+	set +e
+	timeout -k 10 "$timeout" "$VNG" --verbose "${vng_args[@]}" --append loglevel=1 \
+		--exec "RESULTS=$RESULTS GUEST_OUT=$GUEST_OUT KBUILD_DIR=$BUILD REPO_DIR=$REPO_DIR $REPO_DIR/vm/guest-init.sh $(printf '%q' "$guest_command")" \
+		</dev/null 2>"$RESULTS/boot-console.log" | tee "$RESULTS/console.log"
+	vng_status=${PIPESTATUS[0]}
+	set -e
+}
+
+boot_vm
+# A guest that never reached the command (guest-init streams the kernel log
+# first thing) tested nothing. When its console shows no kernel error either,
+# the boot itself failed (QEMU or the guest's init): boot once more, loudly.
+if [[ ! -f "$RESULTS/dmesg" && $vng_status != 124 ]] &&
+	! grep -Eq "$BAD_LOG_PATTERN" "$RESULTS/boot-console.log"; then
+	log "the guest never reached the command (vng exit $vng_status); its console ended with:"
+	tail -20 "$RESULTS/boot-console.log" >&2
+	log "booting once more"
+	mkdir -p "$CACHE_DIR/logs"
+	cp -f "$RESULTS/boot-console.log" "$CACHE_DIR/logs/failed-boot-console.log"
+	boot_vm
+fi
 
 status=1
 if [[ -f "$RESULTS/status" ]]; then
@@ -79,17 +102,23 @@ if [[ -f "$RESULTS/status" ]]; then
 elif ((vng_status == 124)); then
 	log "VM timed out after ${timeout}s"
 else
-	log "VM ended without reporting a status (vng exit $vng_status): panic or crash?"
+	log "VM ended without reporting a status (vng exit $vng_status); its console ended with:"
+	tail -40 "$RESULTS/boot-console.log" >&2
 fi
 mkdir -p "$CACHE_DIR/logs"
-cp -f "$RESULTS/dmesg" "$CACHE_DIR/logs/last-dmesg.log" 2>/dev/null || cp -f "$RESULTS/console.log" "$CACHE_DIR/logs/last-dmesg.log"
+cp -f "$RESULTS/boot-console.log" "$CACHE_DIR/logs/last-boot-console.log"
+kernel_logs=("$CACHE_DIR/logs/last-boot-console.log")
+if [[ -f "$RESULTS/dmesg" ]]; then
+	cp -f "$RESULTS/dmesg" "$CACHE_DIR/logs/last-dmesg.log"
+	kernel_logs+=("$CACHE_DIR/logs/last-dmesg.log")
+fi
 # A log that does not start at boot lost lines: it cannot prove the run clean.
 if [[ -f "$RESULTS/dmesg" ]] && ! head -1 "$RESULTS/dmesg" | grep -q '^\[ *0\.0'; then
 	log "the kernel log does not start at boot: lines were lost"
 	status=1
 fi
-if grep -En "$BAD_LOG_PATTERN" "$CACHE_DIR/logs/last-dmesg.log" >"$RESULTS/bad-lines"; then
-	log "kernel log shows a kernel bug; offending lines (full log: $CACHE_DIR/logs/last-dmesg.log):"
+if grep -EHn "$BAD_LOG_PATTERN" "${kernel_logs[@]}" >"$RESULTS/bad-lines"; then
+	log "kernel log shows a kernel bug; offending lines (full logs: ${kernel_logs[*]}):"
 	head -50 "$RESULTS/bad-lines" >&2
 	status=1
 fi
