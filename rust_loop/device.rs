@@ -937,7 +937,7 @@ impl DiskOps for LoopDevice {
             Ok(Transfer::Complete) => Dispatch::Done(ffi::BLK_STS_OK),
             // Redone from the start by the worker: reads, and rewrites of the
             // same data, are idempotent.
-            Ok(Transfer::Short) | Err(_) => Dispatch::Defer,
+            Ok(Transfer::Short | Transfer::EndOfFile(_)) | Err(_) => Dispatch::Defer,
         }
     }
 
@@ -953,8 +953,7 @@ impl DiskOps for LoopDevice {
         let result = execute(binding, io, rq, op);
         match result {
             Ok(()) => ffi::BLK_STS_OK,
-            Err(e) if e == ffi::eopnotsupp() => ffi::BLK_STS_NOTSUPP,
-            Err(_) => ffi::BLK_STS_IOERR,
+            Err(e) => ffi::error_status(e),
         }
     }
 
@@ -996,15 +995,18 @@ enum Transfer {
     Complete,
     /// A `nowait` transfer stopped early; nothing can be concluded from it.
     Short,
+    /// A read reached the end of the backing file (a file shrunk under the
+    /// device) after this many bytes.
+    EndOfFile(u64),
 }
 
-/// Reads or writes a whole request at the binding's offset. Without
-/// `nowait`, a read past the end of the file reads zeroes.
+/// Reads or writes a whole request at the binding's offset. A short write is
+/// an error (loop.c counts it as success and loses the rest).
 fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<Transfer> {
     let file = &binding.file;
     let pos = file_position(binding, rq)?;
     let write = op == ReqOp::Write;
-    let mut short = false;
+    let mut outcome = Transfer::Complete;
     let result = rq.for_each_bio(write, |segment, offset| {
         let done = if write {
             file.write_from(segment, pos.saturating_add(offset), mode)?
@@ -1013,22 +1015,32 @@ fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<
         };
         if done < segment.len() {
             if mode.nowait {
-                short = true;
+                outcome = Transfer::Short;
                 return Err(EAGAIN);
             }
             if write {
                 return Err(EIO);
             }
-            // Past the end of the backing file: the rest reads as zeroes.
-            segment.zero_after(done);
+            outcome = Transfer::EndOfFile(offset + done as u64);
+            return Err(EIO);
         }
         Ok(())
     });
     match result {
-        Ok(()) => Ok(Transfer::Complete),
-        Err(_) if short => Ok(Transfer::Short),
-        Err(e) => Err(e),
+        Err(e) if matches!(outcome, Transfer::Complete) => Err(e),
+        _ => Ok(outcome),
     }
+}
+
+/// Ends a read that met the end of the backing file as loop.c does: the
+/// sectors read complete, the rest reads as zeroes and fails with EIO.
+fn fail_past_end_of_file(rq: &Request, valid_bytes: u64) -> Result {
+    rq.end_leading_bytes(valid_bytes & !(ffi::SECTOR_SIZE - 1));
+    rq.for_each_bio(false, |segment, _| {
+        segment.zero_after(0);
+        Ok(())
+    })?;
+    Err(EIO)
 }
 
 /// Where a data request starts in the backing file. Only requests that carry
@@ -1045,7 +1057,11 @@ fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
         nowait: false,
     };
     match op {
-        ReqOp::Read => transfer(binding, rq, op, mode).map(|_| ()),
+        ReqOp::Read => match transfer(binding, rq, op, mode)? {
+            Transfer::EndOfFile(valid_bytes) => fail_past_end_of_file(rq, valid_bytes),
+            // Not `nowait`: never short.
+            Transfer::Complete | Transfer::Short => Ok(()),
+        },
         ReqOp::Write => {
             if io.read_only {
                 return Err(EIO);

@@ -45,7 +45,6 @@ use kernel::{
 /// `BLK_STS_*` (blk_types.h).
 pub(crate) type BlkStatus = bindings::blk_status_t;
 pub(crate) const BLK_STS_OK: BlkStatus = 0;
-pub(crate) const BLK_STS_NOTSUPP: BlkStatus = 1;
 pub(crate) const BLK_STS_IOERR: BlkStatus = 10;
 
 /// `REQ_OP_MASK` and request flags (blk_types.h).
@@ -89,10 +88,18 @@ const S_IFBLK: u16 = 0o060000;
 pub(crate) const MINORBITS: u32 = 20;
 
 const SECTOR_SHIFT: u32 = 9;
+pub(crate) const SECTOR_SIZE: u64 = 1 << SECTOR_SHIFT;
 
 /// `EOPNOTSUPP`, which `kernel::error::code` lacks.
 pub(crate) fn eopnotsupp() -> Error {
     Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}
+
+/// The block status a failed backing-file operation ends its request with
+/// (loop.c's `errno_to_blk_status`: ENOSPC stays ENOSPC for the writer).
+pub(crate) fn error_status(error: Error) -> BlkStatus {
+    // SAFETY: a pure mapping from an errno value to a status.
+    unsafe { bindings::errno_to_blk_status(error.to_errno()) }
 }
 
 /// `ENOSYS`, which `kernel::error::code` lacks.
@@ -635,6 +642,19 @@ impl Request {
     pub(crate) fn set_quiet(&self) {
         // SAFETY: the driver owns the started request (type invariant).
         unsafe { (*self.raw.as_ptr()).rq_flags |= RQF_QUIET };
+    }
+
+    /// Completes the first `bytes` of the request successfully; the rest
+    /// stays in flight, to be ended (with an error) by the caller.
+    pub(crate) fn end_leading_bytes(&self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let bytes = bytes.min(self.bytes()) as c_uint;
+        // SAFETY: the driver owns the started request (type invariant) and
+        // `bytes` is at most what is left of it, so the request is not ended
+        // and stays valid for the caller's final `blk_mq_end_request`.
+        unsafe { bindings::blk_update_request(self.raw.as_ptr(), BLK_STS_OK, bytes) };
     }
 
     /// Calls `f` on each bio of the request with an iterator over its data and

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -843,6 +844,79 @@ TEST_F(loopdev, set_capacity)
 	ASSERT_EQ(0, ftruncate(self->file, FILE_SIZE / 2));
 	EXPECT_EQ(0, IOC(self->dev, LOOP_SET_CAPACITY, 0));
 	EXPECT_EQ((unsigned long long)FILE_SIZE / 2, dev_size(self->dev));
+}
+
+/*
+ * A backing file shrunk under a bound device: what is left reads as before,
+ * a read past its end fails with EIO (loop.c's lo_complete_rq), buffered and
+ * direct, in both I/O modes of the device.
+ */
+TEST_F(loopdev, read_past_backing_file_end)
+{
+	const off_t past_end = FILE_SIZE * 3 / 4;
+	int dio, direct, buffered;
+	void *buf;
+
+	ASSERT_EQ(0, posix_memalign(&buf, 4096, 4096));
+	ASSERT_EQ(0, IOC(self->dev, LOOP_SET_FD, self->file));
+	ASSERT_EQ(0, ftruncate(self->file, FILE_SIZE / 2));
+	for (dio = 0; dio <= 1; dio++) {
+		ASSERT_EQ(0, IOC(self->dev, LOOP_SET_DIRECT_IO, dio));
+		direct = open_dev(self->idx, O_RDONLY | O_DIRECT);
+		buffered = open_dev(self->idx, O_RDONLY);
+		ASSERT_LE(0, direct);
+		ASSERT_LE(0, buffered);
+		EXPECT_TRUE(same_content(direct, 4096, self->file, 4096, 4096));
+		EXPECT_TRUE(same_content(buffered, 8192, self->file, 8192, 4096));
+		errno = 0;
+		EXPECT_EQ(-1, pread(direct, buf, 4096, past_end)) TH_LOG("dio=%d", dio);
+		EXPECT_EQ(EIO, errno);
+		errno = 0;
+		EXPECT_EQ(-1, pread(buffered, buf, 4096, past_end)) TH_LOG("dio=%d", dio);
+		EXPECT_EQ(EIO, errno);
+		close(direct);
+		close(buffered);
+	}
+	free(buf);
+}
+
+/* A write the backing file system has no room for fails with ENOSPC. */
+TEST_F(loopdev, backing_fs_full_enospc)
+{
+	const off_t sparse_size = 4 * FILE_SIZE;
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+	ssize_t written = 0;
+	int file, direct;
+	off_t off;
+	void *buf;
+
+	ASSERT_EQ(0, posix_memalign(&buf, 4096, 4096));
+	memset(buf, 0x5a, 4096);
+	snprintf(dir, sizeof(dir), "%s/full-fs.XXXXXX", scratch());
+	ASSERT_NE(NULL, mkdtemp(dir));
+	ASSERT_EQ(0, mount("tmpfs", dir, "tmpfs", 0, "size=256k")) TH_LOG("%s", strerror(errno));
+	snprintf(path, sizeof(path), "%s/sparse", dir);
+	file = open(path, O_RDWR | O_CREAT, 0600);
+	ASSERT_LE(0, file);
+	ASSERT_EQ(0, ftruncate(file, sparse_size));
+	ASSERT_EQ(0, IOC(self->dev, LOOP_SET_FD, file));
+	direct = open_dev(self->idx, O_WRONLY | O_DIRECT);
+	ASSERT_LE(0, direct);
+	for (off = 0; off < sparse_size; off += 4096) {
+		errno = 0;
+		written = pwrite(direct, buf, 4096, off);
+		if (written != 4096)
+			break;
+	}
+	EXPECT_EQ(-1, written) TH_LOG("stopped at %lld", (long long)off);
+	EXPECT_EQ(ENOSPC, errno) TH_LOG("%s", strerror(errno));
+	EXPECT_LT(0, off);
+	close(direct);
+	EXPECT_EQ(0, IOC(self->dev, LOOP_CLR_FD, 0));
+	close(file);
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+	free(buf);
 }
 
 TEST_F(loopdev, set_direct_io)
