@@ -57,12 +57,16 @@ const LOOP_MAJOR: u32 = 7;
 /// `DISK_MAX_PARTS`.
 const DISK_MAX_PARTS: u32 = 256;
 
+/// Fields drop in declaration order, after [`PinnedDrop`] removed the disks:
+/// the control device, the major, the workqueue. Devices can only be created
+/// once the major is recorded (see `control::set_major`), so a failed load
+/// leaves none behind.
 #[pin_data(PinnedDrop)]
 struct LoopModule {
-    _io_workqueue: IoWorkQueue,
-    _major: BlockMajor,
     #[pin]
     _control: ControlDevice<control::Control>,
+    _major: BlockMajor,
+    _io_workqueue: IoWorkQueue,
 }
 
 /// loop.c's `part_shift`: the minor bits each device reserves for partitions.
@@ -91,12 +95,11 @@ fn register_major(requested: u32) -> Result<BlockMajor> {
 fn prepare() -> Result<IoWorkQueue> {
     let shift = part_shift(*module_parameters::max_part.value());
     let max_loop = *module_parameters::max_loop.value();
-    if (1 << shift) > DISK_MAX_PARTS
-        || max_loop > 1 << (MINORBITS - shift)
-        || *module_parameters::hw_queue_depth.value() == 0
-    {
+    let queue_depth = *module_parameters::hw_queue_depth.value();
+    if (1 << shift) > DISK_MAX_PARTS || max_loop > 1 << (MINORBITS - shift) || queue_depth == 0 {
         return Err(EINVAL);
     }
+    control::init_registry(shift, queue_depth);
     IoWorkQueue::new(c"rloop")
 }
 
@@ -104,21 +107,19 @@ impl kernel::InPlaceModule for LoopModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             _io_workqueue: prepare()?,
-            _major: register_major(*module_parameters::major.value())?,
             _control <- ControlDevice::register(c"rloop-control"),
+            _major: {
+                let major = register_major(*module_parameters::major.value())?;
+                if major.number() != LOOP_MAJOR {
+                    pr_info!("using block major {}\n", major.number());
+                }
+                control::set_major(major.number());
+                major
+            },
         })
-        .pin_chain(|this| {
-            let major = this._major.number();
-            if major != LOOP_MAJOR {
-                pr_info!("using block major {}\n", major);
-            }
-            control::init(
-                major,
-                part_shift(*module_parameters::max_part.value()),
-                *module_parameters::hw_queue_depth.value(),
-                *module_parameters::max_loop.value(),
-            )
-            .inspect_err(|_| control::remove_all())
+        .pin_chain(|_| {
+            control::create_initial_devices(*module_parameters::max_loop.value())
+                .inspect_err(|_| control::remove_all())
         })
     }
 }
@@ -126,8 +127,6 @@ impl kernel::InPlaceModule for LoopModule {
 #[pinned_drop]
 impl PinnedDrop for LoopModule {
     fn drop(self: Pin<&mut Self>) {
-        // Disks go first; the control device, the major and the workqueue
-        // (in field order) after them.
         control::remove_all();
     }
 }

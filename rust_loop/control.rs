@@ -53,7 +53,8 @@ impl Registry {
     /// Picks the number of a new device (a negative `requested` takes the
     /// lowest free one) and marks it as being created.
     fn reserve(&mut self, requested: i32) -> Result<u32> {
-        if self.closing {
+        // Not yet (no major) or no longer (module unload).
+        if self.major == 0 || self.closing {
             return Err(ENODEV);
         }
         let number = match u32::try_from(requested) {
@@ -109,17 +110,31 @@ fn add(requested: i32, hand_out: HandOut) -> Result<u32> {
     Ok(number)
 }
 
-/// Sets up the registry and creates the first `count` devices.
-pub(crate) fn init(major: u32, part_shift: u32, queue_depth: u32, count: u32) -> Result {
+/// Sets up the registry, first thing at module load: the control device and
+/// the major's probe may use it as soon as they are registered.
+pub(crate) fn init_registry(part_shift: u32, queue_depth: u32) {
     ffi::init_registry();
-    {
-        let mut registry = REGISTRY.lock();
-        registry.major = major;
-        registry.part_shift = part_shift;
-        registry.queue_depth = queue_depth;
-    }
+    let mut registry = REGISTRY.lock();
+    registry.part_shift = part_shift;
+    registry.queue_depth = queue_depth;
+}
+
+/// Records the block major once it is registered, the last step that can
+/// fail before devices exist: devices can be created from then on.
+pub(crate) fn set_major(major: u32) {
+    REGISTRY.lock().major = major;
+}
+
+/// Creates the first `count` devices. A number the probe took meanwhile
+/// (EEXIST) is not an error.
+pub(crate) fn create_initial_devices(count: u32) -> Result {
     for number in 0..count {
-        add(number as i32, HandOut::No)?;
+        match add(number as i32, HandOut::No) {
+            Err(e) if e == EEXIST => {}
+            result => {
+                result?;
+            }
+        }
     }
     Ok(())
 }

@@ -450,7 +450,7 @@ impl LoopDevice {
         }
         let binding = Arc::new(
             Binding {
-                saved_gfp_mask: file.restrict_gfp_mask(),
+                saved_gfp_mask: file.gfp_mask(),
                 min_dio_size: file.min_dio_size(),
                 inline: file.inline_policy(),
                 file,
@@ -460,6 +460,7 @@ impl LoopDevice {
             },
             GFP_KERNEL,
         )?;
+        binding.file.restrict_gfp_mask();
 
         self.disk.suppress_uevents(true);
         // Drops whatever an unbound reader left in the page cache.
@@ -508,7 +509,15 @@ impl LoopDevice {
     /// Makes `binding` and `flags` what the request path of a bound device
     /// sees, with the queue frozen, since requests may be in flight.
     fn publish(&self, binding: &Arc<Binding>, flags: u32) {
-        *self.disk.freeze().io_state() = IoState::bound(binding, flags);
+        self.publish_and(binding, flags, || {});
+    }
+
+    /// [`Self::publish`], running `while_frozen` before the queue thaws.
+    fn publish_and(&self, binding: &Arc<Binding>, flags: u32, while_frozen: impl FnOnce()) {
+        let mut frozen = self.disk.freeze();
+        *frozen.io_state() = IoState::bound(binding, flags);
+        while_frozen();
+        drop(frozen);
         self.flags.store(flags, Ordering::Release);
     }
 
@@ -633,9 +642,14 @@ impl LoopDevice {
         }
         let _ = file.fsync(false);
         self.disk.force_media_change();
-        old.file.restore_gfp_mask(old.saved_gfp_mask);
+        // The same file opened again shares the old one's restricted mask.
+        let saved_gfp_mask = if file.same_mapping(&old.file) {
+            old.saved_gfp_mask
+        } else {
+            file.gfp_mask()
+        };
         let mut binding = old.with_file(file);
-        binding.saved_gfp_mask = binding.file.restrict_gfp_mask();
+        binding.saved_gfp_mask = saved_gfp_mask;
         binding.min_dio_size = binding.file.min_dio_size();
         binding.inline = binding.file.inline_policy();
         let mut flags = flags;
@@ -646,7 +660,11 @@ impl LoopDevice {
             flags &= !LO_FLAGS_DIRECT_IO;
         }
         let binding = Arc::new(binding, GFP_KERNEL)?;
-        self.publish(&binding, flags);
+        // As loop.c: the masks change hands while no request runs.
+        self.publish_and(&binding, flags, || {
+            old.file.restore_gfp_mask(old.saved_gfp_mask);
+            binding.file.restrict_gfp_mask();
+        });
         *self.binding.lock() = Some(binding);
         Ok(flags & LO_FLAGS_PARTSCAN != 0)
     }
@@ -786,6 +804,7 @@ impl LoopDevice {
         }
         let old = LoopInfo {
             lo_number: info.lo_number as i32,
+            padding1: 0,
             lo_device: info.lo_device,
             lo_inode: info.lo_inode,
             lo_rdevice: info.lo_rdevice,
@@ -797,7 +816,7 @@ impl LoopDevice {
             lo_encrypt_key: [0; LO_KEY_SIZE],
             lo_init: [0; 2],
             reserved: [0; 4],
-            padding: [0; 4],
+            padding2: [0; 4],
         };
         Self::write_user(arg, &old)
     }
@@ -851,9 +870,9 @@ impl DiskOps for LoopDevice {
         };
         match cmd {
             LOOP_SET_FD => {
-                let fd = u32::try_from(arg).map_err(|_| EBADF)?;
+                // loop.c keeps the low 32 bits (`loop_config.fd` is a u32).
                 let config = LoopConfig {
-                    fd,
+                    fd: arg as u32,
                     block_size: 0,
                     info: LoopInfo64::zeroed(),
                     reserved: [0; 8],
@@ -864,7 +883,7 @@ impl DiskOps for LoopDevice {
                 let config = Self::read_user::<LoopConfig>(arg)?;
                 self.configure(bdev, mode, &config)?;
             }
-            LOOP_CHANGE_FD => self.change_fd(u32::try_from(arg).map_err(|_| EBADF)?)?,
+            LOOP_CHANGE_FD => self.change_fd(arg as u32)?,
             LOOP_CLR_FD => self.clear_fd()?,
             LOOP_SET_STATUS => {
                 // loop.c's compat path skips the permission check; so do we.
@@ -898,6 +917,8 @@ impl DiskOps for LoopDevice {
                 write_or_admin()?;
                 self.set_block_size(bdev, mode, arg)?;
             }
+            // loop.c's compat path does not know it (user space sees ENOTTY).
+            _ if compat => return Err(ENOIOCTLCMD),
             _ => return Err(EINVAL),
         }
         Ok(0)
@@ -950,10 +971,14 @@ impl DiskOps for LoopDevice {
         if self.fault.should_fail(op) {
             return ffi::BLK_STS_IOERR;
         }
-        let result = execute(binding, io, rq, op);
-        match result {
+        match execute(binding, io, rq, op) {
             Ok(()) => ffi::BLK_STS_OK,
-            Err(e) => ffi::error_status(e),
+            // As loop.c: reads and writes report the backing file's error
+            // (ENOSPC stays ENOSPC for the writer); the others EIO, unless
+            // the file does not support them.
+            Err(e) if matches!(op, ReqOp::Read | ReqOp::Write) => ffi::error_status(e),
+            Err(e) if e == ffi::eopnotsupp() => ffi::BLK_STS_NOTSUPP,
+            Err(_) => ffi::BLK_STS_IOERR,
         }
     }
 
@@ -1000,20 +1025,28 @@ enum Transfer {
     EndOfFile(u64),
 }
 
-/// Reads or writes a whole request at the binding's offset. A short write is
-/// an error (loop.c counts it as success and loses the rest).
+/// Reads or writes a whole request at the binding's offset. A short read goes
+/// on until the file returns no data (network and FUSE files may return less
+/// than asked mid-file); a short write is an error (loop.c counts it as a
+/// success and loses the rest).
 fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<Transfer> {
     let file = &binding.file;
     let pos = file_position(binding, rq)?;
     let write = op == ReqOp::Write;
     let mut outcome = Transfer::Complete;
     let result = rq.for_each_bio(write, |segment, offset| {
-        let done = if write {
-            file.write_from(segment, pos.saturating_add(offset), mode)?
-        } else {
-            file.read_into(segment, pos.saturating_add(offset), mode)?
-        };
-        if done < segment.len() {
+        let mut done = 0;
+        while done < segment.len() {
+            let at = pos.saturating_add(offset + done as u64);
+            let step = if write {
+                file.write_from(segment, at, mode)?
+            } else {
+                file.read_into(segment, at, mode)?
+            };
+            done += step;
+            if done == segment.len() {
+                break;
+            }
             if mode.nowait {
                 outcome = Transfer::Short;
                 return Err(EAGAIN);
@@ -1021,8 +1054,10 @@ fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<
             if write {
                 return Err(EIO);
             }
-            outcome = Transfer::EndOfFile(offset + done as u64);
-            return Err(EIO);
+            if step == 0 {
+                outcome = Transfer::EndOfFile(offset + done as u64);
+                return Err(EIO);
+            }
         }
         Ok(())
     });
@@ -1056,6 +1091,11 @@ fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
         direct: io.direct_io,
         nowait: false,
     };
+    // The block layer lets writes to a read-only disk through (it only
+    // warns): fail everything that would change the file, as loop.c does.
+    if io.read_only && matches!(op, ReqOp::Write | ReqOp::Discard | ReqOp::WriteZeroes) {
+        return Err(EIO);
+    }
     match op {
         ReqOp::Read => match transfer(binding, rq, op, mode)? {
             Transfer::EndOfFile(valid_bytes) => fail_past_end_of_file(rq, valid_bytes),
@@ -1063,9 +1103,6 @@ fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
             Transfer::Complete | Transfer::Short => Ok(()),
         },
         ReqOp::Write => {
-            if io.read_only {
-                return Err(EIO);
-            }
             transfer(binding, rq, op, mode)?;
             if rq.is_fua() {
                 let pos = file_position(binding, rq)?;

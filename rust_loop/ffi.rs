@@ -45,6 +45,7 @@ use kernel::{
 /// `BLK_STS_*` (blk_types.h).
 pub(crate) type BlkStatus = bindings::blk_status_t;
 pub(crate) const BLK_STS_OK: BlkStatus = 0;
+pub(crate) const BLK_STS_NOTSUPP: BlkStatus = 1;
 pub(crate) const BLK_STS_IOERR: BlkStatus = 10;
 
 /// `REQ_OP_MASK` and request flags (blk_types.h).
@@ -95,8 +96,7 @@ pub(crate) fn eopnotsupp() -> Error {
     Error::from_errno(-(bindings::EOPNOTSUPP as i32))
 }
 
-/// The block status a failed backing-file operation ends its request with
-/// (loop.c's `errno_to_blk_status`: ENOSPC stays ENOSPC for the writer).
+/// The block status for a backing-file error (`errno_to_blk_status`).
 pub(crate) fn error_status(error: Error) -> BlkStatus {
     // SAFETY: a pure mapping from an errno value to a status.
     unsafe { bindings::errno_to_blk_status(error.to_errno()) }
@@ -137,31 +137,41 @@ fn huge_encode_dev(dev: u32) -> u64 {
     (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
-/// Marks the current task as doing I/O for a block device while alive, so that
-/// memory reclaim never recurses into that device (`memalloc_noio_save`).
-pub(crate) struct NoIoScope {
-    saved_noio: bool,
+/// Sets task flags on the current task while alive, then clears those that
+/// were not set before.
+pub(crate) struct TaskFlagsScope {
+    added: u32,
 }
 
-impl NoIoScope {
-    pub(crate) fn enter() -> Self {
+impl TaskFlagsScope {
+    /// Memory reclaim never recurses into block I/O (`memalloc_noio_save`).
+    pub(crate) fn no_io() -> Self {
+        Self::enter(bindings::PF_MEMALLOC_NOIO)
+    }
+
+    /// Serving a request from the backing file, as loop.c's workers do: no
+    /// reclaim into block I/O, and dirty throttling on the backing device's
+    /// own state only, never on the dirty pages of the device being served.
+    pub(crate) fn backing_io() -> Self {
+        Self::enter(bindings::PF_MEMALLOC_NOIO | bindings::PF_LOCAL_THROTTLE)
+    }
+
+    fn enter(wanted: u32) -> Self {
         let task = Task::current_raw();
         // SAFETY: `task` is the current task, alive for this call; only the
         // current task writes its own `flags`.
         let flags = unsafe { &mut (*task).flags };
-        let saved_noio = *flags & bindings::PF_MEMALLOC_NOIO != 0;
-        *flags |= bindings::PF_MEMALLOC_NOIO;
-        Self { saved_noio }
+        let added = wanted & !*flags;
+        *flags |= added;
+        Self { added }
     }
 }
 
-impl Drop for NoIoScope {
+impl Drop for TaskFlagsScope {
     fn drop(&mut self) {
-        if !self.saved_noio {
-            let task = Task::current_raw();
-            // SAFETY: as in `enter`: the scope never leaves the task that made it.
-            unsafe { (*task).flags &= !bindings::PF_MEMALLOC_NOIO };
-        }
+        let task = Task::current_raw();
+        // SAFETY: as in `enter`: the scope never leaves the task that made it.
+        unsafe { (*task).flags &= !self.added };
     }
 }
 
@@ -355,7 +365,10 @@ impl BackingFile {
         unsafe {
             let bdev = bindings::I_BDEV(self.inode());
             let disk = (*bdev).bd_disk;
-            if !ptr::eq((*disk).fops, &DiskVTable::<T>::FOPS.0) {
+            // A disk whose operations belong to this module is one of ours,
+            // and the module has one `DiskOps` type (`LoopDevice`). The
+            // operations' address cannot tell: a `const` has no fixed one.
+            if !ptr::eq((*(*disk).fops).owner, &raw const bindings::__this_module) {
                 return None;
             }
             // `private_data` holds an `Arc<T>` until `free_disk` (see `Disk::add`),
@@ -428,24 +441,30 @@ impl BackingFile {
         u32::try_from(size).unwrap_or(512)
     }
 
+    /// The file's page-cache allocation mask, to give back to
+    /// [`Self::restore_gfp_mask`] after [`Self::restrict_gfp_mask`].
+    pub(crate) fn gfp_mask(&self) -> u32 {
+        // SAFETY: `f_mapping` is valid while the file is open; the mask is a
+        // plain word (loop.c reads and writes it without a lock).
+        unsafe { (*(*self.raw()).f_mapping).gfp_mask }
+    }
+
     /// Clears `__GFP_IO | __GFP_FS` in the file's page-cache allocation mask so
-    /// that reclaim from our own I/O never recurses into the file system, and
-    /// returns the previous mask for [`Self::restore_gfp_mask`].
-    pub(crate) fn restrict_gfp_mask(&self) -> u32 {
+    /// that reclaim from our own I/O never recurses into the file system.
+    pub(crate) fn restrict_gfp_mask(&self) {
         let io_fs = (1 << bindings::___GFP_IO_BIT) | (1 << bindings::___GFP_FS_BIT);
-        // SAFETY: `f_mapping` is valid; loop.c changes `gfp_mask` the same way,
-        // without a lock (it is a plain word read by the page cache).
-        unsafe {
-            let mapping = (*self.raw()).f_mapping;
-            let old = (*mapping).gfp_mask;
-            (*mapping).gfp_mask = old & !io_fs;
-            old
-        }
+        self.restore_gfp_mask(self.gfp_mask() & !io_fs);
     }
 
     pub(crate) fn restore_gfp_mask(&self, mask: u32) {
-        // SAFETY: see `restrict_gfp_mask`.
+        // SAFETY: as in `gfp_mask`.
         unsafe { (*(*self.raw()).f_mapping).gfp_mask = mask };
+    }
+
+    /// Whether both files share one page cache (the same file, opened twice).
+    pub(crate) fn same_mapping(&self, other: &BackingFile) -> bool {
+        // SAFETY: both files are open, so their `f_mapping` are valid.
+        unsafe { ptr::eq((*self.raw()).f_mapping, (*other.raw()).f_mapping) }
     }
 
     /// Writes the file's path into `out` (sysfs `backing_file`).
@@ -503,12 +522,12 @@ impl BackingFile {
         // the call synchronous).
         let mut kiocb: bindings::kiocb = unsafe { core::mem::zeroed() };
         kiocb.ki_filp = file;
-        // SAFETY: `f_iocb_flags` is set at open time.
-        let file_flags = unsafe { (*file).f_iocb_flags };
-        let direct_flag = bindings::IOCB_DIRECT;
-        let mut flags = file_flags & !direct_flag;
+        // Nothing from the file's own flags (loop.c's kiocbs carry none
+        // either): O_APPEND, which the fd's holder can set at any time,
+        // would send every write to the end of the file.
+        let mut flags = 0;
         if mode.direct {
-            flags |= direct_flag;
+            flags |= bindings::IOCB_DIRECT;
         }
         if mode.nowait {
             flags |= IOCB_NOWAIT;
@@ -644,17 +663,17 @@ impl Request {
         unsafe { (*self.raw.as_ptr()).rq_flags |= RQF_QUIET };
     }
 
-    /// Completes the first `bytes` of the request successfully; the rest
-    /// stays in flight, to be ended (with an error) by the caller.
+    /// Completes the first `bytes` of the request successfully (none if that
+    /// would be all of it); the rest stays in flight, to be ended (with an
+    /// error) by the caller.
     pub(crate) fn end_leading_bytes(&self, bytes: u64) {
-        if bytes == 0 {
+        if bytes == 0 || bytes >= self.bytes() {
             return;
         }
-        let bytes = bytes.min(self.bytes()) as c_uint;
         // SAFETY: the driver owns the started request (type invariant) and
-        // `bytes` is at most what is left of it, so the request is not ended
-        // and stays valid for the caller's final `blk_mq_end_request`.
-        unsafe { bindings::blk_update_request(self.raw.as_ptr(), BLK_STS_OK, bytes) };
+        // `bytes` is less than what is left of it, so the request is not
+        // finished and stays valid for the caller's final `blk_mq_end_request`.
+        unsafe { bindings::blk_update_request(self.raw.as_ptr(), BLK_STS_OK, bytes as c_uint) };
     }
 
     /// Calls `f` on each bio of the request with an iterator over its data and
@@ -1185,7 +1204,7 @@ impl<T: DiskOps> Disk<T> {
     /// the I/O state may be changed.
     pub(crate) fn freeze(&self) -> Frozen<'_, T> {
         let guard = self.freeze_lock.lock();
-        let noio = NoIoScope::enter();
+        let noio = TaskFlagsScope::no_io();
         // SAFETY: the queue is valid; it is unfrozen by `Frozen::drop`.
         unsafe { bindings::blk_mq_freeze_queue_nomemsave(self.queue()) };
         Frozen {
@@ -1291,7 +1310,7 @@ pub(crate) enum OpenMutexHeld {
 /// A frozen queue: no request is in flight.
 pub(crate) struct Frozen<'a, T: DiskOps> {
     disk: &'a Disk<T>,
-    _noio: NoIoScope,
+    _noio: TaskFlagsScope,
     _guard: kernel::sync::MutexGuard<'a, ()>,
 }
 
@@ -1588,7 +1607,10 @@ impl<T: DiskOps> DiskVTable<T> {
             };
             let disk = owner.disk();
             let dispatch = match disk.enter_io_state() {
-                Some(io) => owner.queue_rq(io, &request),
+                Some(io) => {
+                    let _backing_io = TaskFlagsScope::backing_io();
+                    owner.queue_rq(io, &request)
+                }
                 // Not bound: no state to read, and nothing to leave.
                 None => {
                     request.set_quiet();
@@ -1637,7 +1659,7 @@ impl<T: DiskOps> DiskVTable<T> {
                 raw: NonNull::new_unchecked(rq),
             };
             let status = {
-                let _noio = NoIoScope::enter();
+                let _backing_io = TaskFlagsScope::backing_io();
                 // `queue_rq_callback` entered the state for this request and
                 // deferred it without leaving.
                 let io = &*owner.disk().io_state.get();

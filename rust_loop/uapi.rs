@@ -78,6 +78,8 @@ pub(crate) struct LoopConfig {
 #[derive(Clone, Copy)]
 pub(crate) struct LoopInfo {
     pub(crate) lo_number: i32,
+    // Explicit alignment padding before `lo_device` (C has 4 implicit bytes).
+    pub(crate) padding1: u32,
     pub(crate) lo_device: u64,
     pub(crate) lo_inode: u64,
     pub(crate) lo_rdevice: u64,
@@ -89,9 +91,9 @@ pub(crate) struct LoopInfo {
     pub(crate) lo_encrypt_key: [u8; LO_KEY_SIZE],
     pub(crate) lo_init: [u64; 2],
     pub(crate) reserved: [u8; 4],
-    // Explicit tail padding (C has 4 implicit bytes), so that the structure
-    // has no uninitialised bytes when copied to user space.
-    pub(crate) padding: [u8; 4],
+    // Explicit tail padding (C has 4 implicit bytes). With `padding1`, the
+    // structure has no uninitialised bytes when copied to user space.
+    pub(crate) padding2: [u8; 4],
 }
 
 /// `struct compat_loop_info` (loop.c): the legacy structure of 32-bit x86
@@ -115,13 +117,84 @@ pub(crate) struct CompatLoopInfo {
     pub(crate) reserved: [u8; 4],
 }
 
+/// Fails the build unless the fields, listed in declaration order with their
+/// types, follow each other with no gap and fill the whole structure: it then
+/// has no implicit padding, so no uninitialised byte is copied to user space.
+macro_rules! assert_no_padding {
+    ($t:ty { $($field:ident: $ft:ty),+ $(,)? }) => {
+        const _: () = {
+            let mut end = 0;
+            $(
+                assert!(core::mem::offset_of!($t, $field) == end);
+                end += core::mem::size_of::<$ft>();
+            )+
+            assert!(end == core::mem::size_of::<$t>());
+        };
+    };
+}
+
+// The C structures' sizes on x86_64.
 const _: () = assert!(core::mem::size_of::<LoopInfo64>() == 232);
 const _: () = assert!(core::mem::size_of::<LoopConfig>() == 304);
 const _: () = assert!(core::mem::size_of::<LoopInfo>() == 168);
 const _: () = assert!(core::mem::size_of::<CompatLoopInfo>() == 140);
 
+assert_no_padding!(LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; LO_NAME_SIZE],
+    lo_crypt_name: [u8; LO_NAME_SIZE],
+    lo_encrypt_key: [u8; LO_KEY_SIZE],
+    lo_init: [u64; 2],
+});
+assert_no_padding!(LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+});
+assert_no_padding!(LoopInfo {
+    lo_number: i32,
+    padding1: u32,
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: i32,
+    lo_encrypt_type: i32,
+    lo_encrypt_key_size: i32,
+    lo_flags: i32,
+    lo_name: [u8; LO_NAME_SIZE],
+    lo_encrypt_key: [u8; LO_KEY_SIZE],
+    lo_init: [u64; 2],
+    reserved: [u8; 4],
+    padding2: [u8; 4],
+});
+assert_no_padding!(CompatLoopInfo {
+    lo_number: i32,
+    lo_device: u16,
+    padding1: u16,
+    lo_inode: u32,
+    lo_rdevice: u16,
+    padding2: u16,
+    lo_offset: i32,
+    lo_encrypt_type: i32,
+    lo_encrypt_key_size: i32,
+    lo_flags: i32,
+    lo_name: [u8; LO_NAME_SIZE],
+    lo_encrypt_key: [u8; LO_KEY_SIZE],
+    lo_init: [u32; 2],
+    reserved: [u8; 4],
+});
+
 // SAFETY: plain-old-data `repr(C)` structures made of integers and byte arrays
-// with no implicit padding (checked by the size assertions above), so every
+// with no implicit padding (`assert_no_padding!` above), so every
 // bit pattern is valid and every byte is initialised.
 unsafe impl FromBytes for LoopInfo64 {}
 // SAFETY: see above.

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,6 +382,30 @@ TEST_F(loopdev, set_fd_and_get_status64)
 	EXPECT_EQ(0, sys_num(self->idx, "loop/dio"));
 	EXPECT_EQ(0, sys_num(self->idx, "ro"));
 	EXPECT_EQ(FILE_SIZE / 512, sys_num(self->idx, "size"));
+}
+
+/* As in loop.c, LOOP_SET_FD takes the low 32 bits of its argument. */
+TEST_F(loopdev, set_fd_high_bits_ignored)
+{
+	EXPECT_EQ(0, IOC(self->dev, LOOP_SET_FD, (1ULL << 32) | (unsigned int)self->file));
+	EXPECT_EQ((unsigned long long)FILE_SIZE, dev_size(self->dev));
+}
+
+/* O_APPEND set on the backing file after the bind does not move writes. */
+TEST_F(loopdev, backing_file_append_flag_ignored)
+{
+	char data[4096], back[4096];
+	struct stat st;
+
+	ASSERT_EQ(0, IOC(self->dev, LOOP_SET_FD, self->file));
+	ASSERT_EQ(0, fcntl(self->file, F_SETFL, O_APPEND));
+	memset(data, 0x7e, sizeof(data));
+	ASSERT_EQ((ssize_t)sizeof(data), pwrite(self->dev, data, sizeof(data), 8192));
+	ASSERT_EQ(0, fsync(self->dev));
+	ASSERT_EQ(0, fstat(self->file, &st));
+	EXPECT_EQ(FILE_SIZE, st.st_size);
+	ASSERT_EQ((ssize_t)sizeof(back), pread(self->file, back, sizeof(back), 8192));
+	EXPECT_EQ(0, memcmp(data, back, sizeof(data)));
 }
 
 TEST_F(loopdev, set_fd_bad_fd)
@@ -819,6 +844,13 @@ TEST_F(loopdev, legacy_status)
 	EXPECT_EQ(0, info.lo_encrypt_type);
 	EXPECT_EQ(LO_FLAGS_AUTOCLEAR, info.lo_flags);
 	EXPECT_STREQ("legacy", info.lo_name);
+	/* The structure's padding holds zeroes, not kernel stack. */
+	EXPECT_TRUE(all_zero((char *)&info + sizeof(info.lo_number),
+			     offsetof(struct loop_info, lo_device) - sizeof(info.lo_number)));
+	EXPECT_TRUE(all_zero((char *)&info + offsetof(struct loop_info, reserved) +
+			     sizeof(info.reserved),
+			     sizeof(info) - offsetof(struct loop_info, reserved) -
+			     sizeof(info.reserved)));
 
 	/* A negative int offset becomes a huge u64 one. */
 	set.lo_offset = -1;
@@ -1026,6 +1058,7 @@ TEST_F(loopdev, change_fd_read_only)
 TEST_F(loopdev, read_only_flag)
 {
 	struct loop_config cfg = config_for(self->file);
+	uint64_t zero_range[2] = { 0, 4096 };
 	char path[64], data[512];
 	int ro = 0, wr;
 
@@ -1047,6 +1080,8 @@ TEST_F(loopdev, read_only_flag)
 	EXPECT_EQ(-1, pwrite(wr, data, sizeof(data), 0));
 	EXPECT_EQ(EPERM, errno);
 	close(wr);
+	/* Zeroing is refused too, and nothing reached the file. */
+	EXPECT_EQ(-EPERM, IOC(self->dev, BLKZEROOUT, zero_range));
 	EXPECT_TRUE(same_content(self->dev, 0, self->file, 0, FILE_SIZE));
 }
 
