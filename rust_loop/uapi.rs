@@ -43,94 +43,100 @@ pub(crate) const LO_KEY_SIZE: usize = 32;
 /// The only encryption type left in the kernel.
 pub(crate) const LO_CRYPT_NONE: u32 = 0;
 
-/// `struct loop_info64`: identical on 32- and 64-bit user space.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct LoopInfo64 {
-    pub(crate) lo_device: u64,
-    pub(crate) lo_inode: u64,
-    pub(crate) lo_rdevice: u64,
-    pub(crate) lo_offset: u64,
-    pub(crate) lo_sizelimit: u64,
-    pub(crate) lo_number: u32,
-    pub(crate) lo_encrypt_type: u32,
-    pub(crate) lo_encrypt_key_size: u32,
-    pub(crate) lo_flags: u32,
-    pub(crate) lo_file_name: [u8; LO_NAME_SIZE],
-    pub(crate) lo_crypt_name: [u8; LO_NAME_SIZE],
-    pub(crate) lo_encrypt_key: [u8; LO_KEY_SIZE],
-    pub(crate) lo_init: [u64; 2],
-}
+/// Declares a `repr(C)` uAPI structure and fails the build unless its fields
+/// follow each other with no gap and fill it: with no implicit padding, no
+/// uninitialised byte is ever copied to user space.
+macro_rules! uapi_struct {
+    ($(#[$meta:meta])* struct $name:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        pub(crate) struct $name {
+            $(pub(crate) $field: $ty,)+
+        }
 
-/// `struct loop_config`, the argument of LOOP_CONFIGURE.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct LoopConfig {
-    pub(crate) fd: u32,
-    pub(crate) block_size: u32,
-    pub(crate) info: LoopInfo64,
-    pub(crate) reserved: [u64; 8],
-}
-
-/// The legacy `struct loop_info` of 64-bit user space (x86_64 layout:
-/// `__kernel_old_dev_t` and `unsigned long` are 64 bits, `int` 32).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct LoopInfo {
-    pub(crate) lo_number: i32,
-    // Explicit alignment padding before `lo_device` (C has 4 implicit bytes).
-    pub(crate) padding1: u32,
-    pub(crate) lo_device: u64,
-    pub(crate) lo_inode: u64,
-    pub(crate) lo_rdevice: u64,
-    pub(crate) lo_offset: i32,
-    pub(crate) lo_encrypt_type: i32,
-    pub(crate) lo_encrypt_key_size: i32,
-    pub(crate) lo_flags: i32,
-    pub(crate) lo_name: [u8; LO_NAME_SIZE],
-    pub(crate) lo_encrypt_key: [u8; LO_KEY_SIZE],
-    pub(crate) lo_init: [u64; 2],
-    pub(crate) reserved: [u8; 4],
-    // Explicit tail padding (C has 4 implicit bytes). With `padding1`, the
-    // structure has no uninitialised bytes when copied to user space.
-    pub(crate) padding2: [u8; 4],
-}
-
-/// `struct compat_loop_info` (loop.c): the legacy structure of 32-bit x86
-/// user space, where `compat_dev_t` is 16 bits and `long` is 32.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct CompatLoopInfo {
-    pub(crate) lo_number: i32,
-    pub(crate) lo_device: u16,
-    pub(crate) padding1: u16,
-    pub(crate) lo_inode: u32,
-    pub(crate) lo_rdevice: u16,
-    pub(crate) padding2: u16,
-    pub(crate) lo_offset: i32,
-    pub(crate) lo_encrypt_type: i32,
-    pub(crate) lo_encrypt_key_size: i32,
-    pub(crate) lo_flags: i32,
-    pub(crate) lo_name: [u8; LO_NAME_SIZE],
-    pub(crate) lo_encrypt_key: [u8; LO_KEY_SIZE],
-    pub(crate) lo_init: [u32; 2],
-    pub(crate) reserved: [u8; 4],
-}
-
-/// Fails the build unless the fields, listed in declaration order with their
-/// types, follow each other with no gap and fill the whole structure: it then
-/// has no implicit padding, so no uninitialised byte is copied to user space.
-macro_rules! assert_no_padding {
-    ($t:ty { $($field:ident: $ft:ty),+ $(,)? }) => {
         const _: () = {
             let mut end = 0;
             $(
-                assert!(core::mem::offset_of!($t, $field) == end);
-                end += core::mem::size_of::<$ft>();
+                assert!(core::mem::offset_of!($name, $field) == end);
+                end += core::mem::size_of::<$ty>();
             )+
-            assert!(end == core::mem::size_of::<$t>());
+            assert!(end == core::mem::size_of::<$name>());
         };
     };
+}
+
+uapi_struct! {
+    /// `struct loop_info64`: identical on 32- and 64-bit user space.
+    struct LoopInfo64 {
+        lo_device: u64,
+        lo_inode: u64,
+        lo_rdevice: u64,
+        lo_offset: u64,
+        lo_sizelimit: u64,
+        lo_number: u32,
+        lo_encrypt_type: u32,
+        lo_encrypt_key_size: u32,
+        lo_flags: u32,
+        lo_file_name: [u8; LO_NAME_SIZE],
+        lo_crypt_name: [u8; LO_NAME_SIZE],
+        lo_encrypt_key: [u8; LO_KEY_SIZE],
+        lo_init: [u64; 2],
+    }
+}
+
+uapi_struct! {
+    /// `struct loop_config`, the argument of LOOP_CONFIGURE.
+    struct LoopConfig {
+        fd: u32,
+        block_size: u32,
+        info: LoopInfo64,
+        reserved: [u64; 8],
+    }
+}
+
+uapi_struct! {
+    /// The legacy `struct loop_info` of 64-bit user space (x86_64 layout:
+    /// `__kernel_old_dev_t` and `unsigned long` are 64 bits, `int` 32). C has
+    /// 4 implicit padding bytes after `lo_number` and 4 at the end: here they
+    /// are the explicit `padding1` and `padding2`.
+    struct LoopInfo {
+        lo_number: i32,
+        padding1: u32,
+        lo_device: u64,
+        lo_inode: u64,
+        lo_rdevice: u64,
+        lo_offset: i32,
+        lo_encrypt_type: i32,
+        lo_encrypt_key_size: i32,
+        lo_flags: i32,
+        lo_name: [u8; LO_NAME_SIZE],
+        lo_encrypt_key: [u8; LO_KEY_SIZE],
+        lo_init: [u64; 2],
+        reserved: [u8; 4],
+        padding2: [u8; 4],
+    }
+}
+
+uapi_struct! {
+    /// `struct compat_loop_info` (loop.c): the legacy structure of 32-bit x86
+    /// user space, where `compat_dev_t` is 16 bits and `long` is 32.
+    struct CompatLoopInfo {
+        lo_number: i32,
+        lo_device: u16,
+        padding1: u16,
+        lo_inode: u32,
+        lo_rdevice: u16,
+        padding2: u16,
+        lo_offset: i32,
+        lo_encrypt_type: i32,
+        lo_encrypt_key_size: i32,
+        lo_flags: i32,
+        lo_name: [u8; LO_NAME_SIZE],
+        lo_encrypt_key: [u8; LO_KEY_SIZE],
+        lo_init: [u32; 2],
+        reserved: [u8; 4],
+    }
 }
 
 // The C structures' sizes on x86_64.
@@ -139,62 +145,8 @@ const _: () = assert!(core::mem::size_of::<LoopConfig>() == 304);
 const _: () = assert!(core::mem::size_of::<LoopInfo>() == 168);
 const _: () = assert!(core::mem::size_of::<CompatLoopInfo>() == 140);
 
-assert_no_padding!(LoopInfo64 {
-    lo_device: u64,
-    lo_inode: u64,
-    lo_rdevice: u64,
-    lo_offset: u64,
-    lo_sizelimit: u64,
-    lo_number: u32,
-    lo_encrypt_type: u32,
-    lo_encrypt_key_size: u32,
-    lo_flags: u32,
-    lo_file_name: [u8; LO_NAME_SIZE],
-    lo_crypt_name: [u8; LO_NAME_SIZE],
-    lo_encrypt_key: [u8; LO_KEY_SIZE],
-    lo_init: [u64; 2],
-});
-assert_no_padding!(LoopConfig {
-    fd: u32,
-    block_size: u32,
-    info: LoopInfo64,
-    reserved: [u64; 8],
-});
-assert_no_padding!(LoopInfo {
-    lo_number: i32,
-    padding1: u32,
-    lo_device: u64,
-    lo_inode: u64,
-    lo_rdevice: u64,
-    lo_offset: i32,
-    lo_encrypt_type: i32,
-    lo_encrypt_key_size: i32,
-    lo_flags: i32,
-    lo_name: [u8; LO_NAME_SIZE],
-    lo_encrypt_key: [u8; LO_KEY_SIZE],
-    lo_init: [u64; 2],
-    reserved: [u8; 4],
-    padding2: [u8; 4],
-});
-assert_no_padding!(CompatLoopInfo {
-    lo_number: i32,
-    lo_device: u16,
-    padding1: u16,
-    lo_inode: u32,
-    lo_rdevice: u16,
-    padding2: u16,
-    lo_offset: i32,
-    lo_encrypt_type: i32,
-    lo_encrypt_key_size: i32,
-    lo_flags: i32,
-    lo_name: [u8; LO_NAME_SIZE],
-    lo_encrypt_key: [u8; LO_KEY_SIZE],
-    lo_init: [u32; 2],
-    reserved: [u8; 4],
-});
-
 // SAFETY: plain-old-data `repr(C)` structures made of integers and byte arrays
-// with no implicit padding (`assert_no_padding!` above), so every
+// with no implicit padding (`uapi_struct!` checks it), so every
 // bit pattern is valid and every byte is initialised.
 unsafe impl FromBytes for LoopInfo64 {}
 // SAFETY: see above.
