@@ -82,6 +82,7 @@ boot_vm() {
 	set -e
 }
 
+mkdir -p "$CACHE_DIR/logs"
 boot_vm
 # A guest that never reached the command (guest-init streams the kernel log
 # first thing) tested nothing. When its console shows no kernel error either,
@@ -91,7 +92,6 @@ if [[ ! -f "$RESULTS/dmesg" && $vng_status != 124 ]] &&
 	log "the guest never reached the command (vng exit $vng_status); its console ended with:"
 	tail -20 "$RESULTS/boot-console.log" >&2
 	log "booting once more"
-	mkdir -p "$CACHE_DIR/logs"
 	cp -f "$RESULTS/boot-console.log" "$CACHE_DIR/logs/failed-boot-console.log"
 	boot_vm
 fi
@@ -105,17 +105,16 @@ else
 	log "VM ended without reporting a status (vng exit $vng_status); its console ended with:"
 	tail -40 "$RESULTS/boot-console.log" >&2
 fi
-mkdir -p "$CACHE_DIR/logs"
 cp -f "$RESULTS/boot-console.log" "$CACHE_DIR/logs/last-boot-console.log"
 kernel_logs=("$CACHE_DIR/logs/last-boot-console.log")
 if [[ -f "$RESULTS/dmesg" ]]; then
 	cp -f "$RESULTS/dmesg" "$CACHE_DIR/logs/last-dmesg.log"
 	kernel_logs+=("$CACHE_DIR/logs/last-dmesg.log")
-fi
-# A log that does not start at boot lost lines: it cannot prove the run clean.
-if [[ -f "$RESULTS/dmesg" ]] && ! head -1 "$RESULTS/dmesg" | grep -q '^\[ *0\.0'; then
-	log "the kernel log does not start at boot: lines were lost"
-	status=1
+	# A log that does not start at boot lost lines: it cannot prove the run clean.
+	if ! head -1 "$RESULTS/dmesg" | grep -q '^\[ *0\.0'; then
+		log "the kernel log does not start at boot: lines were lost"
+		status=1
+	fi
 fi
 if grep -EHn "$BAD_LOG_PATTERN" "${kernel_logs[@]}" >"$RESULTS/bad-lines"; then
 	log "kernel log shows a kernel bug; offending lines (full logs: ${kernel_logs[*]}):"
