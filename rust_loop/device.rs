@@ -28,7 +28,7 @@ use crate::{
     fault::FaultInjector,
     ffi::{
         self, capable_sys_admin, BackingFile, BlkStatus, BlockDevice, Disk, DiskNumbers, DiskOps,
-        Dispatch, InlinePolicy, IoMode, LimitsUpdate, LoopAttr, OpenMode, OpenMutexHeld,
+        Dispatch, LimitsUpdate, LoopAttr, OpenMode, OpenMutexHeld,
         OpenMutexToken, ReqOp, Request,
     },
     uapi::*,
@@ -56,9 +56,9 @@ const RESCAN_RETRY_DELAY_MS: u32 = 50;
 /// racing for one and seeing EBUSY. Binding ends the hold early.
 const HAND_OUT_HOLD_NS: i64 = 2_000_000_000;
 
-/// Requests up to this size may be served inline. Larger ones go to workers:
-/// their copy time dwarfs the hand-off, and workers spread it over CPUs.
-const INLINE_MAX_BYTES: u64 = 64 * 1024;
+/// Writes larger than this run one at a time on the device's ordered
+/// workqueue: the backing inode's lock serialises them anyway.
+const LARGE_WRITE_BYTES: u64 = 64 * 1024;
 
 /// The life cycle of a device (loop.c's `lo_state`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -92,8 +92,6 @@ pub(crate) struct Binding {
     /// The backing mapping's gfp mask before we restricted it.
     saved_gfp_mask: u32,
     min_dio_size: u32,
-    /// Whether requests may be served in the submitter's context.
-    inline: InlinePolicy,
 }
 
 impl Binding {
@@ -115,7 +113,6 @@ impl Binding {
             file_name: self.file_name,
             saved_gfp_mask: self.saved_gfp_mask,
             min_dio_size: self.min_dio_size,
-            inline: self.inline,
         }
     }
 }
@@ -452,7 +449,6 @@ impl LoopDevice {
             Binding {
                 saved_gfp_mask: file.gfp_mask(),
                 min_dio_size: file.min_dio_size(),
-                inline: file.inline_policy(),
                 file,
                 offset: status.offset,
                 sizelimit: status.sizelimit,
@@ -651,7 +647,6 @@ impl LoopDevice {
         let mut binding = old.with_file(file);
         binding.saved_gfp_mask = saved_gfp_mask;
         binding.min_dio_size = binding.file.min_dio_size();
-        binding.inline = binding.file.inline_policy();
         let mut flags = flags;
         if binding.file.opened_direct() {
             flags |= LO_FLAGS_DIRECT_IO;
@@ -928,37 +923,21 @@ impl DiskOps for LoopDevice {
         if self.state() != State::Bound {
             return Dispatch::Fail;
         }
-        let Some(binding) = io.binding.as_ref() else {
+        if io.binding.is_none() {
             return Dispatch::Fail;
-        };
-        // Serve reads and plain writes in the submitter's context when the
-        // backing file can do it without waiting for storage: no hand-off to
-        // a worker and back (loop.c 7.2 always hands off). Anything else, and
-        // anything the file cannot finish at once, goes to the workqueue.
-        let op = rq.op();
-        let small = rq.bytes() <= INLINE_MAX_BYTES;
-        let inline = binding.inline != InlinePolicy::Never
-            && small
-            && (op == ReqOp::Read || (op == ReqOp::Write && !rq.is_fua() && !io.read_only))
-            && !self.fault.is_armed();
-        if !inline {
-            // Large writes run one at a time: the backing inode's lock would
-            // serialise them anyway, and parallel writers only fight over it.
-            return if op == ReqOp::Write && !small {
-                Dispatch::DeferInOrder
-            } else {
-                Dispatch::Defer
-            };
         }
-        let mode = IoMode {
-            direct: io.direct_io,
-            nowait: binding.inline == InlinePolicy::NoWait,
-        };
-        match transfer(binding, rq, op, mode) {
-            Ok(Transfer::Complete) => Dispatch::Done(ffi::BLK_STS_OK),
-            // Redone from the start by the worker: reads, and rewrites of the
-            // same data, are idempotent.
-            Ok(Transfer::Short | Transfer::EndOfFile(_)) | Err(_) => Dispatch::Defer,
+        // Every request goes to a worker; nothing here touches the backing
+        // file. `queue_rq` runs in the submitter's task, often inside its
+        // `submit_bio` (`current->bio_list` set: a bio the backing file
+        // system submitted here would only be dispatched after we return, so
+        // waiting for it never ends) or under its plug, holding its locks and
+        // its journal handle (`current->journal_info`: the lower ext4 would
+        // take it for its own). Upstream loop.c tried an inline path in 6.19
+        // and reverted it for exactly these reasons.
+        if rq.op() == ReqOp::Write && rq.bytes() > LARGE_WRITE_BYTES {
+            Dispatch::DeferInOrder
+        } else {
+            Dispatch::Defer
         }
     }
 
@@ -1018,8 +997,6 @@ impl DiskOps for LoopDevice {
 /// How far a read or write got.
 enum Transfer {
     Complete,
-    /// A `nowait` transfer stopped early; nothing can be concluded from it.
-    Short,
     /// A read reached the end of the backing file (a file shrunk under the
     /// device) after this many bytes.
     EndOfFile(u64),
@@ -1029,7 +1006,7 @@ enum Transfer {
 /// on until the file returns no data (network and FUSE files may return less
 /// than asked mid-file); a short write is an error (loop.c counts it as a
 /// success and loses the rest).
-fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<Transfer> {
+fn transfer(binding: &Binding, rq: &Request, op: ReqOp, direct: bool) -> Result<Transfer> {
     let file = &binding.file;
     let pos = file_position(binding, rq)?;
     let write = op == ReqOp::Write;
@@ -1039,17 +1016,13 @@ fn transfer(binding: &Binding, rq: &Request, op: ReqOp, mode: IoMode) -> Result<
         while done < segment.len() {
             let at = pos.saturating_add(offset + done as u64);
             let step = if write {
-                file.write_from(segment, at, mode)?
+                file.write_from(segment, at, direct)?
             } else {
-                file.read_into(segment, at, mode)?
+                file.read_into(segment, at, direct)?
             };
             done += step;
             if done == segment.len() {
                 break;
-            }
-            if mode.nowait {
-                outcome = Transfer::Short;
-                return Err(EAGAIN);
             }
             if write {
                 return Err(EIO);
@@ -1087,23 +1060,18 @@ fn file_position(binding: &Binding, rq: &Request) -> Result<u64> {
 /// Runs one request against the backing file, waiting as needed (worker).
 fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
     let file = &binding.file;
-    let mode = IoMode {
-        direct: io.direct_io,
-        nowait: false,
-    };
     // The block layer lets writes to a read-only disk through (it only
     // warns): fail everything that would change the file, as loop.c does.
     if io.read_only && matches!(op, ReqOp::Write | ReqOp::Discard | ReqOp::WriteZeroes) {
         return Err(EIO);
     }
     match op {
-        ReqOp::Read => match transfer(binding, rq, op, mode)? {
+        ReqOp::Read => match transfer(binding, rq, op, io.direct_io)? {
             Transfer::EndOfFile(valid_bytes) => fail_past_end_of_file(rq, valid_bytes),
-            // Not `nowait`: never short.
-            Transfer::Complete | Transfer::Short => Ok(()),
+            Transfer::Complete => Ok(()),
         },
         ReqOp::Write => {
-            transfer(binding, rq, op, mode)?;
+            transfer(binding, rq, op, io.direct_io)?;
             if rq.is_fua() {
                 let pos = file_position(binding, rq)?;
                 file.fsync_range(pos, pos.saturating_add(rq.bytes() - 1))?;

@@ -43,10 +43,6 @@ impl FaultInjector {
         self.injected.store(0, Ordering::Relaxed);
     }
 
-    pub(crate) fn is_armed(&self) -> bool {
-        self.ops.load(Ordering::Acquire) != 0
-    }
-
     /// Decides whether this request fails.
     pub(crate) fn should_fail(&self, op: ReqOp) -> bool {
         let ops = self.ops.load(Ordering::Acquire);

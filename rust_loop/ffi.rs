@@ -67,13 +67,6 @@ const BLK_OPEN_EXCL: u32 = 1 << 2;
 /// `FMODE_*` (fs.h).
 const FMODE_WRITE: u32 = 1 << 1;
 const FMODE_CAN_ODIRECT: u32 = 1 << 22;
-const FMODE_NOWAIT: u32 = 1 << 27;
-
-/// `IOCB_NOWAIT` (fs.h: `RWF_NOWAIT` of uapi/linux/fs.h).
-const IOCB_NOWAIT: u32 = 0x8;
-
-/// `TMPFS_MAGIC` (uapi/linux/magic.h).
-const TMPFS_MAGIC: c_ulong = 0x01021994;
 
 /// `FALLOC_FL_*` (uapi/linux/falloc.h).
 pub(crate) const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
@@ -317,23 +310,6 @@ impl BackingFile {
         self.f_mode() & FMODE_CAN_ODIRECT != 0
     }
 
-    /// Whether and how a request can be served from the submitter's context.
-    /// Only regular files qualify: a block device (an rloop device in
-    /// particular) would submit a nested request from inside `queue_rq`.
-    pub(crate) fn inline_policy(&self) -> InlinePolicy {
-        // SAFETY: the inode and its super block are valid while the file is open.
-        let magic = unsafe { (*(*self.inode()).i_sb).s_magic };
-        if !self.is_regular() {
-            InlinePolicy::Never
-        } else if magic == TMPFS_MAGIC {
-            InlinePolicy::Always
-        } else if self.f_mode() & FMODE_NOWAIT != 0 {
-            InlinePolicy::NoWait
-        } else {
-            InlinePolicy::Never
-        }
-    }
-
     fn fops(&self) -> &bindings::file_operations {
         // SAFETY: every opened file has valid, static `f_op`.
         unsafe { &*(*self.raw()).f_op }
@@ -513,7 +489,7 @@ impl BackingFile {
         segment: &mut BioSegment<'_>,
         pos: u64,
         write: bool,
-        mode: IoMode,
+        direct: bool,
     ) -> Result<usize> {
         let pos = i64::try_from(pos).map_err(|_| EINVAL)?;
         let file = self.raw();
@@ -525,14 +501,11 @@ impl BackingFile {
         // Nothing from the file's own flags (loop.c's kiocbs carry none
         // either): O_APPEND, which the fd's holder can set at any time,
         // would send every write to the end of the file.
-        let mut flags = 0;
-        if mode.direct {
-            flags |= bindings::IOCB_DIRECT;
-        }
-        if mode.nowait {
-            flags |= IOCB_NOWAIT;
-        }
-        kiocb.ki_flags = flags as c_int;
+        kiocb.ki_flags = if direct {
+            bindings::IOCB_DIRECT as c_int
+        } else {
+            0
+        };
         kiocb.ki_pos = pos;
         // SAFETY: `file` is valid; `kiocb` and the bvec iterator are valid for
         // the call, and the bio pages are pinned by the in-flight request.
@@ -553,40 +526,19 @@ impl BackingFile {
         &self,
         segment: &mut BioSegment<'_>,
         pos: u64,
-        mode: IoMode,
+        direct: bool,
     ) -> Result<usize> {
-        self.rw_iter(segment, pos, false, mode)
+        self.rw_iter(segment, pos, false, direct)
     }
 
     pub(crate) fn write_from(
         &self,
         segment: &mut BioSegment<'_>,
         pos: u64,
-        mode: IoMode,
+        direct: bool,
     ) -> Result<usize> {
-        self.rw_iter(segment, pos, true, mode)
+        self.rw_iter(segment, pos, true, direct)
     }
-}
-
-/// Whether requests may be served in the submitter's context.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InlinePolicy {
-    /// The file system may wait for storage and cannot say so: use a worker.
-    Never,
-    /// Try with `IOCB_NOWAIT` (the file system honours it); on `EAGAIN`,
-    /// use a worker.
-    NoWait,
-    /// The file lives in memory (tmpfs): I/O never waits for a device.
-    Always,
-}
-
-/// How a read or write reaches the backing file.
-#[derive(Clone, Copy)]
-pub(crate) struct IoMode {
-    /// Bypass the backing file's page cache (`IOCB_DIRECT`).
-    pub(crate) direct: bool,
-    /// Fail with `EAGAIN` rather than wait (`IOCB_NOWAIT`).
-    pub(crate) nowait: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -823,8 +775,6 @@ pub(crate) trait DiskOps: Send + Sync + Sized + 'static {
 pub(crate) enum Dispatch {
     /// Fail it at once, quietly (the device is not bound).
     Fail,
-    /// It was served inline: end it with this status.
-    Done(BlkStatus),
     /// Run it on the I/O workqueue, in parallel with the others.
     Defer,
     /// Run it on the device's own ordered workqueue, one at a time (see
@@ -906,10 +856,9 @@ impl<T: DiskOps> Disk<T> {
                 (*set).queue_depth = queue_depth;
                 (*set).numa_node = bindings::NUMA_NO_NODE;
                 (*set).cmd_size = core::mem::size_of::<RequestPdu>() as c_uint;
-                // BLOCKING: `queue_rq` may serve a request inline, which can sleep.
-                (*set).flags = bindings::BLK_MQ_F_STACKING
-                    | bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT
-                    | bindings::BLK_MQ_F_BLOCKING;
+                // Not BLOCKING: `queue_rq` only hands requests to workers.
+                (*set).flags =
+                    bindings::BLK_MQ_F_STACKING | bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT;
                 to_result(bindings::blk_mq_alloc_tag_set(set))?;
             }
             // Queue limits of a fresh, unbound device: loop.c's 2560-sector
@@ -1607,10 +1556,7 @@ impl<T: DiskOps> DiskVTable<T> {
             };
             let disk = owner.disk();
             let dispatch = match disk.enter_io_state() {
-                Some(io) => {
-                    let _backing_io = TaskFlagsScope::backing_io();
-                    owner.queue_rq(io, &request)
-                }
+                Some(io) => owner.queue_rq(io, &request),
                 // Not bound: no state to read, and nothing to leave.
                 None => {
                     request.set_quiet();
@@ -1622,10 +1568,6 @@ impl<T: DiskOps> DiskVTable<T> {
                     disk.leave_io_state();
                     request.set_quiet();
                     return BLK_STS_IOERR;
-                }
-                Dispatch::Done(status) => {
-                    disk.leave_io_state();
-                    bindings::blk_mq_end_request(rq, status);
                 }
                 // The work item leaves the state when it is done with it.
                 Dispatch::Defer => {
