@@ -85,7 +85,8 @@ sysfs_is() { equals "$(<"$(loop_sys "$1")/$2")" "$3" "$(loop_sys "$1")/$2"; }
 size_is() { equals "$(blockdev --getsize64 "$1")" "$2" "size of $1"; }
 
 # bounded SECONDS COMMAND...: run COMMAND, but give up on it after SECONDS
-# (status 124), showing its kernel stack: a task stuck in the kernel cannot be
+# (status 124), showing the kernel stacks of it and its children and every
+# block device with requests in flight: a task stuck in the kernel cannot be
 # killed, and waiting for it would hang the whole suite (and lose the log).
 bounded() {
 	local limit=$1 pid deadline
@@ -96,13 +97,59 @@ bounded() {
 	while kill -0 "$pid" 2>/dev/null; do
 		if ((SECONDS >= deadline)); then
 			echo "still running after ${limit}s, stuck in the kernel? $*" >&2
-			cat "/proc/$pid/stack" >&2 2>/dev/null
+			show_stuck "$pid" >&2
 			return 124
 		fi
 		sleep 0.1
 	done
 	wait "$pid"
 }
+
+# show_stuck PID: the kernel stacks of PID, its children and grandchildren
+# (fio's job processes), and the in-flight counters (reads writes) of every
+# block device that has any.
+show_stuck() {
+	local pid inflight
+	for pid in "$1" $(pgrep -P "$1") $(pgrep -P "$1" | xargs -r -n1 pgrep -P); do
+		echo "kernel stack of $pid ($(cat "/proc/$pid/comm" 2>/dev/null)):"
+		cat "/proc/$pid/stack" 2>/dev/null
+	done
+	for inflight in /sys/block/*/inflight; do
+		[[ $(<"$inflight") =~ ^[[:space:]]*0[[:space:]]+0$ ]] ||
+			echo "in flight on ${inflight%/inflight}: $(<"$inflight")"
+	done
+}
+
+# scratch_disk: the empty virtio-blk disk vm/run.sh attached with --disk, as
+# /dev/vdX, found by the serial the runner passes in SCRATCH_DISK_SERIAL.
+# The tests that need real storage fail without it: tmpfs is not real storage.
+scratch_disk() {
+	local serial
+	[[ -n ${SCRATCH_DISK_SERIAL:-} ]] || { echo "SCRATCH_DISK_SERIAL is not set" >&2; return 1; }
+	for serial in /sys/block/vd*/serial; do
+		[[ -r $serial && $(<"$serial") == "$SCRATCH_DISK_SERIAL" ]] || continue
+		serial=${serial%/serial}
+		echo "/dev/${serial##*/}"
+		return 0
+	done
+	echo "no virtio disk with serial $SCRATCH_DISK_SERIAL: run the VM with vm/run.sh --disk" >&2
+	return 1
+}
+
+# mkfs_quiet FSTYPE DEVICE [OPTIONS...]: a fresh file system, whatever was there.
+mkfs_quiet() {
+	local fstype=$1 device=$2
+	shift 2
+	case $fstype in
+	ext4) mkfs.ext4 -q -F "$@" "$device" ;;
+	xfs) mkfs.xfs -q -f "$@" "$device" ;;
+	*) echo "mkfs_quiet: unknown file system $fstype" >&2; return 1 ;;
+	esac
+}
+
+# drop_caches: write back, then drop every clean page cache and dentry, so
+# that what follows reads from the devices (cold caches).
+drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 
 # Best-effort teardown after a test, whatever state it left: unmount what sits
 # on our devices, detach them all, unload the driver. Fails if the driver

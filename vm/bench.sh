@@ -46,7 +46,7 @@ cc -O2 -Wall -Wextra -Werror -pthread -o "$bin_dir/loop_setup_bench" "$REPO_DIR/
 
 stamp=$(date +%Y%m%d-%H%M%S)
 # The guest can write only to vm/run.sh's guest-out folder (and its tmpfs).
-raw="$CACHE_DIR/guest-out/bench-$stamp"
+raw="$GUEST_OUT/bench-$stamp"
 out="$REPO_DIR/results/bench-$stamp"
 mkdir -p "$raw" "$out"
 # Twice the expected time: 15 fio runs (runtime + ~2 s each) and ~15 s of

@@ -15,6 +15,11 @@ BINDGEN_ROOT="$CACHE_DIR/bindgen-0.72.1"
 BINDGEN="$BINDGEN_ROOT/bin/bindgen"
 export LIBCLANG_PATH=/usr/lib/llvm-19/lib
 
+# The folder the guest may write to (the rest of the host is read-only
+# there): test programs and results. One per checkout, so that two checkouts
+# (a worktree beside the main one) never run each other's test programs.
+GUEST_OUT="$CACHE_DIR/guest-out/$(printf '%s' "$REPO_DIR" | sha256sum | cut -c1-8)"
+
 KMAKE_TOOLS=(LLVM=-19 "RUSTC=$RUSTC" "HOSTRUSTC=$RUSTC" "BINDGEN=$BINDGEN")
 
 log() { printf '\033[1m[rust_loop]\033[0m %s\n' "$*" >&2; }
@@ -35,21 +40,27 @@ kernel_build_dir() {
 # build_selftests: the selftest programs, built on the host into the folder
 # the guest can write to (the repository is read-only there).
 build_selftests() {
-	mkdir -p "$CACHE_DIR/guest-out/selftests" "$CACHE_DIR/logs"
-	make -s -C "$REPO_DIR/selftests" OUTPUT="$CACHE_DIR/guest-out/selftests" \
+	mkdir -p "$GUEST_OUT/selftests" "$CACHE_DIR/logs"
+	make -s -C "$REPO_DIR/selftests" OUTPUT="$GUEST_OUT/selftests" \
 		KSRC="$CACHE_DIR/src/linux" >/dev/null
 }
 
+# The scratch disk of the selftests (vm/run.sh --disk): backing files on ext4
+# and xfs on a virtio-blk disk. The guest finds it by this serial.
+SCRATCH_DISK_SERIAL=rloop-scratch
+SCRATCH_DISK_SIZE=2G
+
 # run_selftests_in_vm NAME TIMEOUT 'GUEST COMMAND': runs a selftest runner in
-# the VM with its TAP in logs/NAME.tap, counts again on the host so that a VM
-# failure (timeout, panic, a kernel log line that shows a bug) is one more
-# failed test, prints the summary line "N passed, N failed" and exits with
-# the verdict.
+# the VM, with the scratch disk attached, its TAP in logs/NAME.tap, counts
+# again on the host so that a VM failure (timeout, panic, a kernel log line
+# that shows a bug) is one more failed test, prints the summary line
+# "N passed, N failed" and exits with the verdict.
 run_selftests_in_vm() {
 	local name=$1 timeout=$2 guest_command=$3 vm_status status
 	local tap_log="$CACHE_DIR/logs/$name.tap"
 	set +e
-	"$REPO_DIR/vm/run.sh" --timeout "$timeout" -- "$guest_command" | tee "$tap_log"
+	"$REPO_DIR/vm/run.sh" --timeout "$timeout" --disk "$SCRATCH_DISK_SERIAL:$SCRATCH_DISK_SIZE" \
+		-- "SCRATCH_DISK_SERIAL=$SCRATCH_DISK_SERIAL $guest_command" | tee "$tap_log"
 	vm_status=${PIPESTATUS[0]}
 	set -e
 	if ((vm_status != 0)); then

@@ -3,8 +3,13 @@
 # guest, with the host's root filesystem (and so its losetup, mkfs, fio, and this
 # repository) visible read-only over 9p.
 #
-#   vm/run.sh [--variant debug|bench] [--timeout SECONDS] [--shell] -- 'guest command'
+#   vm/run.sh [--variant debug|bench] [--timeout SECONDS] [--disk SERIAL:SIZE]...
+#             [--shell] -- 'guest command'
 #
+# --disk attaches an empty virtio-blk disk of SIZE (a sparse file in the cache
+# folder, made anew for every boot, opened by QEMU with cache=none so that its
+# I/O reaches the host's storage) that the guest finds by its serial in
+# /sys/block/vdX/serial: real storage for backing files, where tmpfs is not.
 # Exits non-zero when the command fails, the VM times out or panics, or the
 # kernel log has a line that shows a kernel bug (see BAD_LOG_PATTERN).
 # Only one VM runs at a time on this 2-core machine: callers queue on a lock.
@@ -12,11 +17,12 @@ source "$(dirname "$0")/common.sh"
 
 BAD_LOG_PATTERN='BUG:|WARNING:|KASAN|possible circular locking|Oops|blocked for more than|Kernel panic|general protection fault|UBSAN|rust_panic|panicked at'
 
-variant=debug timeout=1800 shell=0
+variant=debug timeout=1800 shell=0 disks=()
 while (($#)); do
 	case $1 in
 	--variant) variant=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
+	--disk) disks+=("$2"); shift 2 ;;
 	--shell) shell=1; shift ;;
 	--) shift; break ;;
 	*) break ;;
@@ -46,9 +52,6 @@ if [[ -w /dev/kvm && "${RUST_LOOP_KVM:-probe}" != off ]]; then
 fi
 
 RESULTS=$(mktemp -d "$CACHE_DIR/vm-results.XXXXXX")
-# Writable from the guest (the rest of the host is read-only there): test
-# programs built by `make -C selftests` live here too.
-GUEST_OUT="$CACHE_DIR/guest-out"
 mkdir -p "$GUEST_OUT"
 trap 'rm -rf "$RESULTS"' EXIT
 exec 9>"$CACHE_DIR/vm.lock"
@@ -56,11 +59,23 @@ flock 9 || die "cannot take the VM lock"
 
 # --force-9p: Debian 12's virtiofsd (QEMU's old C one) rejects the arguments
 # virtme-ng gives it, and each failed try costs 3 s before the 9p fallback.
-vng_args=(--run "$BUILD/arch/x86/boot/bzImage" $kvm_flag --force-9p --cpus 2 --memory 4G
+# --disable-microvm: the disks below are PCI devices.
+vng_args=(--run "$BUILD/arch/x86/boot/bzImage" $kvm_flag --force-9p --disable-microvm --cpus 2 --memory 4G
 	--rwdir "$RESULTS" --rwdir "$GUEST_OUT" --cwd "$REPO_DIR"
 	# Nothing may load loop.ko behind our back: udev, static nodes and
 	# block-major-7 autoloading all can. Comparisons insmod it explicitly.
 	--append "modprobe.blacklist=loop log_buf_len=16M")
+
+# Scratch disks: empty at every boot. vng's own --blk-disk cannot ask for
+# cache=none, without which the host's page cache would stand in for the disk.
+mkdir -p "$CACHE_DIR/disks"
+for disk in "${disks[@]}"; do
+	serial=${disk%%:*} size=${disk#*:}
+	[[ $serial =~ ^[A-Za-z0-9_-]+$ && $size != "$disk" ]] || die "--disk wants SERIAL:SIZE, got '$disk'"
+	image="$CACHE_DIR/disks/$serial.img"
+	rm -f "$image" && truncate -s "$size" "$image"
+	vng_args+=(--qemu-opts "-drive if=none,id=$serial,file=$image,format=raw,cache=none,aio=threads -device virtio-blk-pci,drive=$serial,serial=$serial")
+done
 
 if ((shell)); then
 	"$VNG" "${vng_args[@]}" --exec "RESULTS=$RESULTS GUEST_OUT=$GUEST_OUT KBUILD_DIR=$BUILD REPO_DIR=$REPO_DIR $REPO_DIR/vm/guest-init.sh bash -i"
