@@ -56,16 +56,17 @@ for fs in ext4 xfs; do
 		require "attach ($what)" losetup --direct-io=$dio "$dev" "$img"
 		check "sysfs loop/dio ($what)" sysfs_is 0 loop/dio "$([[ $dio == on ]] && echo 1 || echo 0)"
 		drop_caches
+		# Small sizes: this runs under TCG with KASAN.
 		fio_job "$what: 4k QD1 psync" --direct=1 --ioengine=psync --iodepth=1 \
-			--rw=randwrite --bs=4k --size=4m
+			--rw=randwrite --bs=4k --size=2m
 		fio_job "$what: 4k QD32 libaio" --direct=1 --ioengine=libaio --iodepth=32 \
-			--rw=randwrite --bs=4k --size=8m
+			--rw=randwrite --bs=4k --size=4m
 		fio_job "$what: 4k QD32 io_uring" --direct=1 --ioengine=io_uring --iodepth=32 \
-			--rw=randwrite --bs=4k --size=8m
+			--rw=randwrite --bs=4k --size=4m
 		fio_job "$what: 1 MiB sequential, fsync" --direct=1 --ioengine=psync --iodepth=1 \
-			--rw=write --bs=1m --size=32m --fsync=4
+			--rw=write --bs=1m --size=16m --fsync=4
 		fio_job "$what: 4k QD1 buffered" --direct=0 --ioengine=psync --iodepth=1 \
-			--rw=randwrite --bs=4k --size=4m --end_fsync=1
+			--rw=randwrite --bs=4k --size=2m --end_fsync=1
 		require "detach ($what)" detach_loop 0
 	done
 	require "unmount $fs" umount "$lower"
