@@ -118,10 +118,21 @@ fn register_major(requested: u32) -> Result<BlockMajor<Control>> {
 
 /// Validates the module parameters and creates what every device needs first.
 fn prepare() -> Result<IoWorkQueue> {
-    let shift = part_shift(*module_parameters::max_part.value());
+    let max_part = *module_parameters::max_part.value();
     let max_loop = *module_parameters::max_loop.value();
     let queue_depth = *module_parameters::hw_queue_depth.value();
-    if (1 << shift) > DISK_MAX_PARTS || max_loop > 1 << (MINORBITS - shift) || queue_depth == 0 {
+    let shift = part_shift(max_part);
+    // In 64 bits, as loop.c's `1UL << part_shift`: `max_part` >= 2^31 makes
+    // the shift 32, which does not fit a `u32` shift.
+    if 1u64 << shift > u64::from(DISK_MAX_PARTS) {
+        pr_err!(
+            "invalid max_part={}: at most {} partitions per device\n",
+            max_part,
+            DISK_MAX_PARTS - 1
+        );
+        return Err(EINVAL);
+    }
+    if u64::from(max_loop) > 1u64 << (MINORBITS - shift) || queue_depth == 0 {
         return Err(EINVAL);
     }
     control::init_registry(shift, queue_depth);
