@@ -229,6 +229,7 @@ impl LoopDevice {
         }
     }
 
+    /// LOOP_SET_FD and LOOP_CONFIGURE: binds the device to `config.fd`.
     fn configure(&self, bdev: &BlockDevice, mode: OpenMode, config: &LoopConfig) -> Result {
         let file = BackingFile::from_fd(config.fd)?;
         check_backing_file(&file)?;
@@ -332,6 +333,7 @@ impl LoopDevice {
     // The other ioctls.
     // ----------------------------------------------------------------------
 
+    /// LOOP_CLR_FD: detaches the device on its last close.
     fn clear_fd(&self) -> Result {
         let _control = self.lock_bound()?;
         // Lazy detach: the last close unbinds (see `release`).
@@ -342,6 +344,7 @@ impl LoopDevice {
         Ok(())
     }
 
+    /// LOOP_SET_STATUS(64): offset, size limit, name and flags.
     fn set_status(&self, bdev: &BlockDevice, info: &LoopInfo64) -> Result {
         let control = self.lock_bound()?;
         let old = self.current_binding()?;
@@ -385,6 +388,7 @@ impl LoopDevice {
         Ok(())
     }
 
+    /// LOOP_GET_STATUS(64).
     fn get_status(&self) -> Result<LoopInfo64> {
         let (binding, flags) = {
             let _control = self.lock_bound()?;
@@ -403,6 +407,8 @@ impl LoopDevice {
         Ok(info)
     }
 
+    /// LOOP_CHANGE_FD: swaps the file of a read-only device for one of the
+    /// same size.
     fn change_fd(&self, fd: u32) -> Result {
         let file = BackingFile::from_fd(fd)?;
         check_backing_file(&file)?;
@@ -465,6 +471,7 @@ impl LoopDevice {
         Ok(())
     }
 
+    /// LOOP_SET_DIRECT_IO.
     fn set_direct_io(&self, enable: bool) -> Result {
         let _control = self.lock_bound()?;
         let flags = self.flags();
@@ -489,6 +496,7 @@ impl LoopDevice {
         Ok(())
     }
 
+    /// LOOP_SET_BLOCK_SIZE.
     fn set_block_size(&self, bdev: &BlockDevice, mode: OpenMode, size: usize) -> Result {
         let _claim = bdev.claim_unless_exclusive(mode)?;
         let _control = self.lock_bound()?;
