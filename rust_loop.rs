@@ -7,24 +7,51 @@
 //! `/dev/rloop-control`. loop.c (`loop.ko`) must not be loaded at the same
 //! time; if major 7 is taken anyway, rust_loop falls back to a dynamic major.
 //!
-//! Layout: `ffi` holds every `unsafe` line (the C interfaces wrapped into safe
-//! types); `device` is one device's state machine, ioctls and request path;
-//! `control` is the device registry and the control device; `fault` is the
-//! fault-injection knob; `uapi` the user-space ABI.
+//! Layout:
+//!
+//! - `glue`: safe wrappers over the C interfaces the `kernel` crate lacks, one
+//!   file per kernel object (gendisk, tag set, request, queue limits, block
+//!   operations, file, block device, block major, misc device, sysfs,
+//!   workqueue, task). It imports nothing from the driver: the driver
+//!   implements its traits (`DiskOps`, `SysfsOps`, `BlockProbe`, `MiscOps`).
+//! - `device`: one device's state machine and binding, its configuration
+//!   ioctls, its request execution and its sysfs files.
+//! - `control`: the device registry, the control device and the probe hook.
+//! - `fault`: the fault-injection knob.
+//! - `uapi`: the user-space ABI.
+//!
+//! `unsafe` code is denied in the whole crate and allowed on `glue` only, plus
+//! two places that cannot avoid it: the byte views of the uAPI structures
+//! (`unsafe impl FromBytes`/`AsBytes`) and the one-time initialisation of the
+//! registry's global lock in `control`.
+
+#![deny(unsafe_code)]
 
 #[path = "rust_loop/control.rs"]
 mod control;
-#[path = "rust_loop/device.rs"]
+#[path = "rust_loop/device/mod.rs"]
 mod device;
 #[path = "rust_loop/fault.rs"]
 mod fault;
-#[path = "rust_loop/ffi.rs"]
-mod ffi;
+#[path = "rust_loop/glue/mod.rs"]
+#[allow(unsafe_code)]
+mod glue;
 #[path = "rust_loop/uapi.rs"]
 mod uapi;
 
-use ffi::{BlockMajor, ControlDevice, IoWorkQueue, MINORBITS};
-use kernel::prelude::*;
+use control::Control;
+use glue::{
+    workqueue::IoWorkQueue,
+    BlockMajor,
+    MiscDevice, //
+};
+use kernel::{
+    bindings::{
+        DISK_MAX_PARTS,
+        MINORBITS, //
+    },
+    prelude::*,
+};
 
 module! {
     type: LoopModule,
@@ -54,18 +81,16 @@ module! {
 
 /// loop.c's `LOOP_MAJOR`.
 const LOOP_MAJOR: u32 = 7;
-/// `DISK_MAX_PARTS`.
-const DISK_MAX_PARTS: u32 = 256;
 
-/// Fields drop in declaration order, after [`PinnedDrop`] removed the disks:
-/// the control device, the major, the workqueue. Devices can only be created
-/// once the major is recorded (see `control::set_major`), so a failed load
-/// leaves none behind.
-#[pin_data(PinnedDrop)]
+/// Fields drop in declaration order: the devices, the control device, the
+/// major, the workqueue. Devices can only be created once the major is
+/// recorded (see `control::set_major`), so a failed load leaves none behind.
+#[pin_data]
 struct LoopModule {
+    _devices: Devices,
     #[pin]
-    _control: ControlDevice<control::Control>,
-    _major: BlockMajor,
+    _control: MiscDevice<Control>,
+    _major: BlockMajor<Control>,
     _io_workqueue: IoWorkQueue,
 }
 
@@ -78,7 +103,7 @@ fn part_shift(max_part: u32) -> u32 {
     }
 }
 
-fn register_major(requested: u32) -> Result<BlockMajor> {
+fn register_major(requested: u32) -> Result<BlockMajor<Control>> {
     match BlockMajor::register(requested, c"rloop") {
         Err(e) if e == EBUSY && requested != 0 => {
             pr_warn!(
@@ -93,10 +118,21 @@ fn register_major(requested: u32) -> Result<BlockMajor> {
 
 /// Validates the module parameters and creates what every device needs first.
 fn prepare() -> Result<IoWorkQueue> {
-    let shift = part_shift(*module_parameters::max_part.value());
+    let max_part = *module_parameters::max_part.value();
     let max_loop = *module_parameters::max_loop.value();
     let queue_depth = *module_parameters::hw_queue_depth.value();
-    if (1 << shift) > DISK_MAX_PARTS || max_loop > 1 << (MINORBITS - shift) || queue_depth == 0 {
+    let shift = part_shift(max_part);
+    // In 64 bits, as loop.c's `1UL << part_shift`: `max_part` >= 2^31 makes
+    // the shift 32, which does not fit a `u32` shift.
+    if 1u64 << shift > u64::from(DISK_MAX_PARTS) {
+        pr_err!(
+            "invalid max_part={}: at most {} partitions per device\n",
+            max_part,
+            DISK_MAX_PARTS - 1
+        );
+        return Err(EINVAL);
+    }
+    if u64::from(max_loop) > 1u64 << (MINORBITS - shift) || queue_depth == 0 {
         return Err(EINVAL);
     }
     control::init_registry(shift, queue_depth);
@@ -107,7 +143,7 @@ impl kernel::InPlaceModule for LoopModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             _io_workqueue: prepare()?,
-            _control <- ControlDevice::register(c"rloop-control"),
+            _control <- MiscDevice::register(c"rloop-control"),
             _major: {
                 let major = register_major(*module_parameters::major.value())?;
                 if major.number() != LOOP_MAJOR {
@@ -116,17 +152,20 @@ impl kernel::InPlaceModule for LoopModule {
                 control::set_major(major.number());
                 major
             },
+            _devices: Devices,
         })
-        .pin_chain(|_| {
-            control::create_initial_devices(*module_parameters::max_loop.value())
-                .inspect_err(|_| control::remove_all())
-        })
+        // On failure the module is dropped: `Devices` removes those created.
+        .pin_chain(|_| control::create_initial_devices(*module_parameters::max_loop.value()))
     }
 }
 
-#[pinned_drop]
-impl PinnedDrop for LoopModule {
-    fn drop(self: Pin<&mut Self>) {
+/// The devices of the registry, removed (unbound first) when dropped: the
+/// first field of [`LoopModule`] to drop. It is initialised last, once the
+/// registry exists.
+struct Devices;
+
+impl Drop for Devices {
+    fn drop(&mut self) {
         control::remove_all();
     }
 }

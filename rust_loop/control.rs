@@ -8,10 +8,28 @@
 
 use crate::{
     device::LoopDevice,
-    ffi::{self, ControlOps, MINORBITS, REGISTRY},
-    uapi::{LOOP_CTL_ADD, LOOP_CTL_GET_FREE, LOOP_CTL_REMOVE},
+    glue::{
+        self,
+        BlockProbe,
+        MiscOps, //
+    },
+    uapi::{
+        LOOP_CTL_ADD,
+        LOOP_CTL_GET_FREE,
+        LOOP_CTL_REMOVE, //
+    },
 };
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    bindings::MINORBITS,
+    prelude::*,
+    sync::Arc, //
+};
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialised by `init_registry`, first thing in module init,
+    // before any other use.
+    unsafe(uninit) static REGISTRY: Mutex<Registry> = Registry::new();
+}
 
 /// The devices and the numbering fixed at module load.
 pub(crate) struct Registry {
@@ -112,8 +130,17 @@ fn add(requested: i32, hand_out: HandOut) -> Result<u32> {
 
 /// Sets up the registry, first thing at module load: the control device and
 /// the major's probe may use it as soon as they are registered.
+///
+/// It must run once, before anything else uses the registry.
+// `global_lock!`'s static can only be initialised in an `unsafe` call, whose
+// contract (once, before any use) only module init can keep: the one
+// `unsafe` of the driver outside `glue` and the uAPI byte views.
+#[allow(unsafe_code)]
 pub(crate) fn init_registry(part_shift: u32, queue_depth: u32) {
-    ffi::init_registry();
+    // SAFETY: `GlobalLock::init` must be called once, before any other use of
+    // the lock: module init calls this function once, first, before the
+    // control device and the major (the only other users) are registered.
+    unsafe { REGISTRY.init() };
     let mut registry = REGISTRY.lock();
     registry.part_shift = part_shift;
     registry.queue_depth = queue_depth;
@@ -153,14 +180,6 @@ pub(crate) fn remove_all() {
     }
 }
 
-/// The block core's hook for opening a node of our major without a disk.
-pub(crate) fn probe(devt: u32) {
-    let number = (devt & ((1 << MINORBITS) - 1)) >> REGISTRY.lock().part_shift;
-    // A failed on-demand creation (EEXIST included: the device appeared
-    // meanwhile) just leaves the node as it is, as in loop.c.
-    let _ = add(number as i32, HandOut::No);
-}
-
 fn remove(arg: usize) -> Result<i32> {
     // The argument is an int in loop.c; "remove any" is not supported.
     let number = u32::try_from(arg as i32).map_err(|_| EINVAL)?;
@@ -193,17 +212,27 @@ fn get_free() -> Result<i32> {
     add(-1, HandOut::Yes).map(|n| n as i32)
 }
 
-/// `/dev/rloop-control`.
+/// `/dev/rloop-control` and the block major's probe hook.
 pub(crate) struct Control;
 
-impl ControlOps for Control {
+impl BlockProbe for Control {
+    /// The block core's hook for opening a node of our major without a disk.
+    fn probe(devt: u32) {
+        let number = (devt & ((1 << MINORBITS) - 1)) >> REGISTRY.lock().part_shift;
+        // A failed on-demand creation (EEXIST included: the device appeared
+        // meanwhile) just leaves the node as it is, as in loop.c.
+        let _ = add(number as i32, HandOut::No);
+    }
+}
+
+impl MiscOps for Control {
     fn ioctl(cmd: u32, arg: usize) -> Result<i32> {
         match cmd {
             // The argument is an int in loop.c: a negative one means "any".
             LOOP_CTL_ADD => add(arg as i32, HandOut::No).map(|n| n as i32),
             LOOP_CTL_REMOVE => remove(arg),
             LOOP_CTL_GET_FREE => get_free(),
-            _ => Err(ffi::enosys()),
+            _ => Err(glue::enosys()),
         }
     }
 }

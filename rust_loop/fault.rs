@@ -8,12 +8,22 @@
 //! matching request fails with `BLK_STS_IOERR` with probability `percent`.
 //! Reading shows the setting and how many failures were injected.
 
-use crate::ffi::{random_u32, ReqOp};
+use crate::glue::{
+    mq::ReqOp,
+    random::random_u32, //
+};
 use core::{
     fmt::Write,
-    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+    sync::atomic::{
+        AtomicU32,
+        AtomicU64,
+        Ordering, //
+    },
 };
-use kernel::{prelude::*, str::Formatter};
+use kernel::{
+    prelude::*,
+    str::Formatter, //
+};
 
 const FAIL_READS: u32 = 1 << 0;
 const FAIL_WRITES: u32 = 1 << 1;

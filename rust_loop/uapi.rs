@@ -5,7 +5,13 @@
 //! bindgen does not see `linux/loop.h`, so the numbers and structures are written
 //! out here; the compile-time size checks catch a layout that drifts from C.
 
-use kernel::transmute::{AsBytes, FromBytes};
+use kernel::{
+    prelude::*,
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
+};
 
 /// Block-device ioctls (`loop.h`: plain numbers, not `_IO*`-encoded).
 pub(crate) const LOOP_SET_FD: u32 = 0x4C00;
@@ -145,21 +151,32 @@ const _: () = assert!(core::mem::size_of::<LoopConfig>() == 304);
 const _: () = assert!(core::mem::size_of::<LoopInfo>() == 168);
 const _: () = assert!(core::mem::size_of::<CompatLoopInfo>() == 140);
 
-// SAFETY: plain-old-data `repr(C)` structures made of integers and byte arrays
+// The byte views that `UserSlice` reads and writes need: `FromBytes` and
+// `AsBytes` are `unsafe` traits (the compiler cannot check their promise), so
+// these impls are the only `unsafe` outside `glue` (allowed on them alone).
+//
+// SAFETY: Plain-old-data `repr(C)` structures made of integers and byte arrays
 // with no implicit padding (`uapi_struct!` checks it), so every
 // bit pattern is valid and every byte is initialised.
+#[allow(unsafe_code)]
 unsafe impl FromBytes for LoopInfo64 {}
-// SAFETY: see above.
+// SAFETY: See above.
+#[allow(unsafe_code)]
 unsafe impl AsBytes for LoopInfo64 {}
-// SAFETY: see above.
+// SAFETY: See above.
+#[allow(unsafe_code)]
 unsafe impl FromBytes for LoopConfig {}
-// SAFETY: see above.
+// SAFETY: See above.
+#[allow(unsafe_code)]
 unsafe impl FromBytes for LoopInfo {}
-// SAFETY: see above.
+// SAFETY: See above.
+#[allow(unsafe_code)]
 unsafe impl AsBytes for LoopInfo {}
-// SAFETY: see above.
+// SAFETY: See above.
+#[allow(unsafe_code)]
 unsafe impl FromBytes for CompatLoopInfo {}
-// SAFETY: see above.
+// SAFETY: See above.
+#[allow(unsafe_code)]
 unsafe impl AsBytes for CompatLoopInfo {}
 
 impl LoopInfo64 {
@@ -180,5 +197,82 @@ impl LoopInfo64 {
             lo_encrypt_key: [0; LO_KEY_SIZE],
             lo_init: [0; 2],
         }
+    }
+
+    /// The legacy structure of 64-bit user space (LOOP_SET_STATUS), widened.
+    /// It has no size limit and no encryption fields worth keeping: loop.c
+    /// leaves them zero.
+    pub(crate) fn from_legacy(old: &LoopInfo) -> Self {
+        let mut info = Self::zeroed();
+        info.lo_number = old.lo_number as u32;
+        info.lo_device = old.lo_device;
+        info.lo_inode = old.lo_inode;
+        info.lo_rdevice = old.lo_rdevice;
+        info.lo_offset = i64::from(old.lo_offset) as u64;
+        info.lo_flags = old.lo_flags as u32;
+        info.lo_file_name = old.lo_name;
+        info
+    }
+
+    /// The legacy structure of 32-bit user space, widened (see
+    /// [`Self::from_legacy`]).
+    pub(crate) fn from_compat(old: &CompatLoopInfo) -> Self {
+        let mut info = Self::zeroed();
+        info.lo_number = old.lo_number as u32;
+        info.lo_device = u64::from(old.lo_device);
+        info.lo_inode = u64::from(old.lo_inode);
+        info.lo_rdevice = u64::from(old.lo_rdevice);
+        info.lo_offset = i64::from(old.lo_offset) as u64;
+        info.lo_flags = old.lo_flags as u32;
+        info.lo_file_name = old.lo_name;
+        info
+    }
+}
+
+impl LoopInfo {
+    /// The legacy structure of 64-bit user space (LOOP_GET_STATUS):
+    /// EOVERFLOW if the offset does not fit.
+    pub(crate) fn from_info64(info: &LoopInfo64) -> Result<Self> {
+        Ok(Self {
+            lo_number: info.lo_number as i32,
+            padding1: 0,
+            lo_device: info.lo_device,
+            lo_inode: info.lo_inode,
+            lo_rdevice: info.lo_rdevice,
+            lo_offset: i32::try_from(info.lo_offset).map_err(|_| EOVERFLOW)?,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: info.lo_flags as i32,
+            lo_name: info.lo_file_name,
+            lo_encrypt_key: [0; LO_KEY_SIZE],
+            lo_init: [0; 2],
+            reserved: [0; 4],
+            padding2: [0; 4],
+        })
+    }
+}
+
+impl CompatLoopInfo {
+    /// The legacy structure of 32-bit user space: EOVERFLOW if the offset or a
+    /// device or inode number does not fit.
+    pub(crate) fn from_info64(info: &LoopInfo64) -> Result<Self> {
+        let offset = i32::try_from(info.lo_offset).map_err(|_| EOVERFLOW)?;
+        let narrow = |v: u64| u16::try_from(v).map_err(|_| EOVERFLOW);
+        Ok(Self {
+            lo_number: info.lo_number as i32,
+            lo_device: narrow(info.lo_device)?,
+            padding1: 0,
+            lo_inode: u32::try_from(info.lo_inode).map_err(|_| EOVERFLOW)?,
+            lo_rdevice: narrow(info.lo_rdevice)?,
+            padding2: 0,
+            lo_offset: offset,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: info.lo_flags as i32,
+            lo_name: info.lo_file_name,
+            lo_encrypt_key: [0; LO_KEY_SIZE],
+            lo_init: [0; 2],
+            reserved: [0; 4],
+        })
     }
 }

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Request execution: what `queue_rq` does with a request, and how a worker
+//! runs it against the backing file. Nothing here changes the configuration:
+//! the request path reads the binding lock-free from [`IoState`].
+
+use super::{
+    binding::{
+        Binding,
+        IoState, //
+    },
+    LoopDevice,
+    State, //
+};
+use crate::glue::{
+    self,
+    file::{
+        FALLOC_FL_KEEP_SIZE,
+        FALLOC_FL_PUNCH_HOLE,
+        FALLOC_FL_ZERO_RANGE, //
+    },
+    mq::{
+        request::{
+            error_status,
+            BLK_STS_IOERR,
+            BLK_STS_NOTSUPP,
+            BLK_STS_OK, //
+        },
+        BlkStatus,
+        Dispatch,
+        ReqOp,
+        Request, //
+    },
+};
+use kernel::{
+    block::SECTOR_SIZE,
+    prelude::*, //
+};
+
+/// Writes larger than this run one at a time on the device's ordered
+/// workqueue: the backing inode's lock serialises them anyway.
+const LARGE_WRITE_BYTES: u64 = 64 * 1024;
+
+impl LoopDevice {
+    /// Decides, in the submitter's context, where a new request runs
+    /// ([`glue::DiskOps::queue_rq`]).
+    pub(super) fn dispatch(&self, io: &IoState, rq: &Request) -> Dispatch {
+        if self.state() != State::Bound {
+            return Dispatch::Fail;
+        }
+        if io.binding.is_none() {
+            return Dispatch::Fail;
+        }
+        // Every request goes to a worker; nothing here touches the backing
+        // file. `queue_rq` runs in the submitter's task, often inside its
+        // `submit_bio` (`current->bio_list` set: a bio the backing file
+        // system submitted here would only be dispatched after we return, so
+        // waiting for it never ends) or under its plug, holding its locks and
+        // its journal handle (`current->journal_info`: the lower ext4 would
+        // take it for its own). Upstream loop.c tried an inline path in 6.19
+        // and reverted it for exactly these reasons.
+        if rq.op() == ReqOp::Write && rq.bytes() > LARGE_WRITE_BYTES {
+            Dispatch::DeferInOrder
+        } else {
+            Dispatch::Defer
+        }
+    }
+
+    /// Runs a deferred request in a worker and returns its status
+    /// ([`glue::DiskOps::handle_request`]).
+    pub(super) fn run_request(&self, io: &IoState, rq: &Request) -> BlkStatus {
+        let Some(binding) = io.binding.as_ref() else {
+            rq.set_quiet();
+            return BLK_STS_IOERR;
+        };
+        let op = rq.op();
+        if self.fault.should_fail(op) {
+            return BLK_STS_IOERR;
+        }
+        match execute(binding, io, rq, op) {
+            Ok(()) => BLK_STS_OK,
+            // As loop.c: reads and writes report the backing file's error
+            // (ENOSPC stays ENOSPC for the writer); the others EIO, unless
+            // the file does not support them.
+            Err(e) if matches!(op, ReqOp::Read | ReqOp::Write) => error_status(e),
+            Err(e) if e == glue::eopnotsupp() => BLK_STS_NOTSUPP,
+            Err(_) => BLK_STS_IOERR,
+        }
+    }
+}
+
+/// How far a read or write got.
+enum Transfer {
+    Complete,
+    /// A read reached the end of the backing file (a file shrunk under the
+    /// device) after this many bytes.
+    EndOfFile(u64),
+}
+
+/// Reads or writes a whole request at the binding's offset. A short read goes
+/// on until the file returns no data (network and FUSE files may return less
+/// than asked mid-file); a short write is an error (loop.c counts it as a
+/// success and loses the rest).
+fn transfer(binding: &Binding, rq: &Request, op: ReqOp, direct: bool) -> Result<Transfer> {
+    let file = &binding.file;
+    let pos = file_position(binding, rq)?;
+    let write = op == ReqOp::Write;
+    let mut outcome = Transfer::Complete;
+    let result = rq.for_each_bio(write, |segment, offset| {
+        let mut done = 0;
+        while done < segment.len() {
+            let at = pos.saturating_add(offset + done as u64);
+            let step = if write {
+                file.write_from(segment, at, direct)?
+            } else {
+                file.read_into(segment, at, direct)?
+            };
+            done += step;
+            if done == segment.len() {
+                break;
+            }
+            if write {
+                return Err(EIO);
+            }
+            if step == 0 {
+                outcome = Transfer::EndOfFile(offset + done as u64);
+                return Err(EIO);
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Err(e) if matches!(outcome, Transfer::Complete) => Err(e),
+        _ => Ok(outcome),
+    }
+}
+
+/// Ends a read that met the end of the backing file as loop.c does: the
+/// sectors read complete, the rest reads as zeroes and fails with EIO.
+fn fail_past_end_of_file(rq: &Request, valid_bytes: u64) -> Result {
+    rq.end_leading_bytes(valid_bytes & !(u64::from(SECTOR_SIZE) - 1));
+    rq.for_each_bio(false, |segment, _| {
+        segment.zero_after(0);
+        Ok(())
+    })?;
+    Err(EIO)
+}
+
+/// Where a data request starts in the backing file. Only requests that carry
+/// a position may ask (a flush's sector is meaningless).
+fn file_position(binding: &Binding, rq: &Request) -> Result<u64> {
+    binding.offset.checked_add(rq.position()).ok_or(EIO)
+}
+
+/// Runs one request against the backing file, waiting as needed (worker).
+fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
+    let file = &binding.file;
+    // The block layer lets writes to a read-only disk through (it only
+    // warns): fail everything that would change the file, as loop.c does.
+    if io.read_only && matches!(op, ReqOp::Write | ReqOp::Discard | ReqOp::WriteZeroes) {
+        return Err(EIO);
+    }
+    match op {
+        ReqOp::Read => match transfer(binding, rq, op, io.direct_io)? {
+            Transfer::EndOfFile(valid_bytes) => fail_past_end_of_file(rq, valid_bytes),
+            Transfer::Complete => Ok(()),
+        },
+        ReqOp::Write => {
+            transfer(binding, rq, op, io.direct_io)?;
+            if rq.is_fua() {
+                let pos = file_position(binding, rq)?;
+                file.fsync_range(pos, pos.saturating_add(rq.bytes() - 1))?;
+            }
+            Ok(())
+        }
+        ReqOp::Flush => file.fsync(false),
+        ReqOp::Discard => file.fallocate(
+            FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+            file_position(binding, rq)?,
+            rq.bytes(),
+        ),
+        ReqOp::WriteZeroes => {
+            let mode = if rq.no_unmap() {
+                FALLOC_FL_ZERO_RANGE
+            } else {
+                FALLOC_FL_PUNCH_HOLE
+            };
+            let pos = file_position(binding, rq)?;
+            file.fallocate(mode | FALLOC_FL_KEEP_SIZE, pos, rq.bytes())
+        }
+        ReqOp::Other => Err(glue::eopnotsupp()),
+    }
+}

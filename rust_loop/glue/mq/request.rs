@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A blk-mq request: its accessors, its bio and bvec iteration, its per-request
+//! driver data, and its completion status.
+//!
+//! C header: [`include/linux/blk-mq.h`](srctree/include/linux/blk-mq.h)
+
+use core::{
+    marker::PhantomData,
+    mem::MaybeUninit,
+    ptr::NonNull, //
+};
+use kernel::{
+    bindings,
+    block::SECTOR_SHIFT,
+    ffi::{
+        c_uint,
+        c_ulong, //
+    },
+    prelude::*,
+};
+
+/// `blk_status_t` (blk_types.h).
+pub(crate) type BlkStatus = bindings::blk_status_t;
+/// `BLK_STS_*` (blk_types.h): cast macros, only `BLK_STS_OK` is in the bindings.
+pub(crate) const BLK_STS_OK: BlkStatus = bindings::BLK_STS_OK as BlkStatus;
+pub(crate) const BLK_STS_NOTSUPP: BlkStatus = 1;
+pub(crate) const BLK_STS_IOERR: BlkStatus = 10;
+
+/// `REQ_OP_MASK` and request flags (blk_types.h).
+const REQ_OP_MASK: u32 = (1 << 8) - 1;
+const REQ_FUA: u32 = 1 << bindings::req_flag_bits___REQ_FUA;
+const REQ_NOUNMAP: u32 = 1 << bindings::req_flag_bits___REQ_NOUNMAP;
+/// `RQF_QUIET` (blk-mq.h): no "I/O error" log line for this request.
+const RQF_QUIET: u32 = 1 << bindings::rqf_flags___RQF_QUIET;
+
+/// The block status for a backing-file error (`errno_to_blk_status`).
+pub(crate) fn error_status(error: Error) -> BlkStatus {
+    // SAFETY: `errno_to_blk_status` is a pure mapping from an errno value to a
+    // status, with no precondition.
+    unsafe { bindings::errno_to_blk_status(error.to_errno()) }
+}
+
+/// Per-request driver data (the request's PDU, `cmd_size` bytes after it):
+/// the work item that runs the request.
+#[repr(C)]
+pub(crate) struct RequestPdu {
+    pub(crate) work: bindings::work_struct,
+}
+
+/// The operation of a request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReqOp {
+    Read,
+    Write,
+    Flush,
+    Discard,
+    WriteZeroes,
+    Other,
+}
+
+/// A blk-mq request that has been started and not yet ended.
+///
+/// # Invariants
+///
+/// `raw` is a started request owned by the driver until the glue ends it:
+/// with the status `queue_rq` returns, or with `blk_mq_end_request` after its
+/// work item ran (see `operations.rs`).
+pub(crate) struct Request {
+    raw: NonNull<bindings::request>,
+}
+
+// SAFETY: A started request may be completed from any thread.
+unsafe impl Send for Request {}
+
+impl Request {
+    /// Takes over a started request.
+    ///
+    /// # Safety
+    ///
+    /// `rq` is a started request of a tag set of this driver, not yet ended,
+    /// and no other `Request` handle for it exists.
+    pub(in crate::glue) unsafe fn from_raw(rq: *mut bindings::request) -> Self {
+        // INVARIANT: Per the function contract, `rq` is a started request
+        // that the driver owns.
+        Self {
+            // SAFETY: A started request is a valid, so non-null, pointer.
+            raw: unsafe { NonNull::new_unchecked(rq) },
+        }
+    }
+
+    /// The C request.
+    pub(in crate::glue) fn as_raw(&self) -> *mut bindings::request {
+        self.raw.as_ptr()
+    }
+
+    /// The operation (`req_op`).
+    pub(crate) fn op(&self) -> ReqOp {
+        // SAFETY: `raw` is valid by the type invariant.
+        let flags = unsafe { (*self.raw.as_ptr()).cmd_flags };
+        match flags & REQ_OP_MASK {
+            bindings::req_op_REQ_OP_READ => ReqOp::Read,
+            bindings::req_op_REQ_OP_WRITE => ReqOp::Write,
+            bindings::req_op_REQ_OP_FLUSH => ReqOp::Flush,
+            bindings::req_op_REQ_OP_DISCARD => ReqOp::Discard,
+            bindings::req_op_REQ_OP_WRITE_ZEROES => ReqOp::WriteZeroes,
+            _ => ReqOp::Other,
+        }
+    }
+
+    /// The operation and flags (`cmd_flags`).
+    fn cmd_flags(&self) -> u32 {
+        // SAFETY: `raw` is valid by the type invariant.
+        unsafe { (*self.raw.as_ptr()).cmd_flags }
+    }
+
+    /// A write that must reach stable storage before it completes (`REQ_FUA`).
+    pub(crate) fn is_fua(&self) -> bool {
+        self.cmd_flags() & REQ_FUA != 0
+    }
+
+    /// A write-zeroes that must not deallocate the range (`REQ_NOUNMAP`).
+    pub(crate) fn no_unmap(&self) -> bool {
+        self.cmd_flags() & REQ_NOUNMAP != 0
+    }
+
+    /// Byte position on the device (`blk_rq_pos << 9`).
+    pub(crate) fn position(&self) -> u64 {
+        // SAFETY: `raw` is valid by the type invariant.
+        unsafe { (*self.raw.as_ptr()).__sector << SECTOR_SHIFT }
+    }
+
+    /// Total length in bytes (`blk_rq_bytes`).
+    pub(crate) fn bytes(&self) -> u64 {
+        // SAFETY: `raw` is valid by the type invariant.
+        u64::from(unsafe { (*self.raw.as_ptr()).__data_len })
+    }
+
+    /// Does not log an I/O error line when it fails (fault injection,
+    /// requests to an unbound device).
+    pub(crate) fn set_quiet(&self) {
+        // SAFETY: The driver owns the started request (type invariant).
+        unsafe { (*self.raw.as_ptr()).rq_flags |= RQF_QUIET };
+    }
+
+    /// Completes the first `bytes` of the request successfully (none if that
+    /// would be all of it); the rest stays in flight, to be ended (with an
+    /// error) by the caller.
+    pub(crate) fn end_leading_bytes(&self, bytes: u64) {
+        if bytes == 0 || bytes >= self.bytes() {
+            return;
+        }
+        // SAFETY: The driver owns the started request (type invariant) and
+        // `bytes` is less than what is left of it, so the request is not
+        // finished and stays valid for the caller's final `blk_mq_end_request`.
+        unsafe { bindings::blk_update_request(self.raw.as_ptr(), BLK_STS_OK, bytes as c_uint) };
+    }
+
+    /// Calls `f` on each bio of the request with an iterator over its data and
+    /// the bio's byte offset from the start of the request. Stops at the
+    /// first error.
+    pub(crate) fn for_each_bio(
+        &self,
+        write: bool,
+        mut f: impl FnMut(&mut BioSegment<'_>, u64) -> Result,
+    ) -> Result {
+        // SAFETY: `raw` is valid; its bio chain is stable while the request is
+        // in flight.
+        let mut bio = unsafe { (*self.raw.as_ptr()).bio };
+        let mut offset = 0u64;
+        while !bio.is_null() {
+            // SAFETY: `bio` is a bio of this in-flight request. `bi_iter` is a
+            // packed structure: it is copied out, never referenced.
+            let (iter, vecs, next) = unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
+            let size = iter.bi_size;
+            if size > 0 {
+                let mut segment = BioSegment::new(vecs, iter, write);
+                f(&mut segment, offset)?;
+            }
+            offset += u64::from(size);
+            bio = next;
+        }
+        Ok(())
+    }
+}
+
+/// The data of one bio as an `iov_iter` over its bvecs.
+pub(crate) struct BioSegment<'a> {
+    pub(in crate::glue) iter: bindings::iov_iter,
+    len: usize,
+    _request: PhantomData<&'a Request>,
+}
+
+impl BioSegment<'_> {
+    fn new(vecs: *mut bindings::bio_vec, it: bindings::bvec_iter, write: bool) -> Self {
+        let (idx, done, size) = (it.bi_idx, it.bi_bvec_done, it.bi_size);
+        // Count the bvecs this bio's remaining `size` bytes span, starting at
+        // `bi_idx` with `bi_bvec_done` bytes of it already consumed (`bi_vcnt`
+        // is meaningless for cloned bios).
+        let mut nr = 0usize;
+        let mut covered = 0u64;
+        while covered < u64::from(size) {
+            // SAFETY: The bvec table of an in-flight bio covers `bi_size` bytes
+            // from `bi_idx`, so every index read here is inside it.
+            let len = unsafe { (*vecs.add(idx as usize + nr)).bv_len };
+            covered += u64::from(len) - if nr == 0 { u64::from(done) } else { 0 };
+            nr += 1;
+        }
+        let direction = if write {
+            bindings::ITER_SOURCE
+        } else {
+            bindings::ITER_DEST
+        };
+        let mut iter = MaybeUninit::<bindings::iov_iter>::zeroed();
+        // SAFETY: `iter` is writable; the bvec slice `[idx, idx + nr)` is valid
+        // and outlives the iterator (the request holds the bio).
+        unsafe {
+            bindings::iov_iter_bvec(
+                iter.as_mut_ptr(),
+                direction as c_uint,
+                vecs.add(idx as usize),
+                nr as c_ulong,
+                size as usize,
+            );
+        }
+        // SAFETY: `iov_iter_bvec` initialised the iterator.
+        let mut iter = unsafe { iter.assume_init() };
+        iter.iov_offset = done as usize;
+        Self {
+            iter,
+            len: size as usize,
+            _request: PhantomData,
+        }
+    }
+
+    /// The bio's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Zero-fills the segment after its first `done` bytes (the tail of a
+    /// short read, which advanced the iterator by `done`).
+    pub(crate) fn zero_after(&mut self, done: usize) {
+        let left = self.len.saturating_sub(done);
+        // SAFETY: The iterator describes pinned, writable request pages.
+        unsafe { bindings::iov_iter_zero(left, &mut self.iter) };
+    }
+}
