@@ -41,6 +41,7 @@ mod uapi;
 
 use control::Control;
 use glue::{
+    mq::QueueShape,
     workqueue::IoWorkQueue,
     BlockMajor,
     MiscDevice, //
@@ -74,7 +75,11 @@ module! {
         },
         hw_queue_depth: u32 {
             default: 128,
-            description: "Queue depth of each device",
+            description: "Queue depth of each hardware queue",
+        },
+        nr_hw_queues: u32 {
+            default: 0,
+            description: "Hardware queues per device (0: one per CPU)",
         },
     },
 }
@@ -135,7 +140,14 @@ fn prepare() -> Result<IoWorkQueue> {
     if u64::from(max_loop) > 1u64 << (MINORBITS - shift) || queue_depth == 0 {
         return Err(EINVAL);
     }
-    control::init_registry(shift, queue_depth);
+    let queue_shape = match *module_parameters::nr_hw_queues.value() {
+        0 => QueueShape::per_cpu(queue_depth),
+        hw_queues => QueueShape {
+            hw_queues,
+            depth: queue_depth,
+        },
+    };
+    control::init_registry(shift, queue_shape);
     IoWorkQueue::new(c"rloop")
 }
 

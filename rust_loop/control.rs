@@ -10,6 +10,7 @@ use crate::{
     device::LoopDevice,
     glue::{
         self,
+        mq::QueueShape,
         BlockProbe,
         MiscOps, //
     },
@@ -40,7 +41,7 @@ pub(crate) struct Registry {
     closing: bool,
     major: u32,
     part_shift: u32,
-    queue_depth: u32,
+    queue_shape: QueueShape,
 }
 
 impl Registry {
@@ -51,7 +52,10 @@ impl Registry {
             closing: false,
             major: 0,
             part_shift: 0,
-            queue_depth: 128,
+            queue_shape: QueueShape {
+                hw_queues: 1,
+                depth: 128,
+            },
         }
     }
 
@@ -98,17 +102,17 @@ enum HandOut {
 /// loop.c's `loop_add`. As in loop.c, the registry lock is held only to pick
 /// the number and to record the device: devices are created in parallel.
 fn add(requested: i32, hand_out: HandOut) -> Result<u32> {
-    let (number, major, part_shift, queue_depth) = {
+    let (number, major, part_shift, queue_shape) = {
         let mut registry = REGISTRY.lock();
         let number = registry.reserve(requested)?;
         (
             number,
             registry.major,
             registry.part_shift,
-            registry.queue_depth,
+            registry.queue_shape,
         )
     };
-    let created = LoopDevice::create(number, major, part_shift, queue_depth);
+    let created = LoopDevice::create(number, major, part_shift, queue_shape);
     let mut registry = REGISTRY.lock();
     registry.creating.retain(|&mut n| n != number);
     let device = created?;
@@ -136,14 +140,14 @@ fn add(requested: i32, hand_out: HandOut) -> Result<u32> {
 // contract (once, before any use) only module init can keep: the one
 // `unsafe` of the driver outside `glue` and the uAPI byte views.
 #[allow(unsafe_code)]
-pub(crate) fn init_registry(part_shift: u32, queue_depth: u32) {
+pub(crate) fn init_registry(part_shift: u32, queue_shape: QueueShape) {
     // SAFETY: `GlobalLock::init` must be called once, before any other use of
     // the lock: module init calls this function once, first, before the
     // control device and the major (the only other users) are registered.
     unsafe { REGISTRY.init() };
     let mut registry = REGISTRY.lock();
     registry.part_shift = part_shift;
-    registry.queue_depth = queue_depth;
+    registry.queue_shape = queue_shape;
 }
 
 /// Records the block major once it is registered, the last step that can

@@ -53,6 +53,7 @@ use crate::{
             Dispatch,
             OpenMutexHeld,
             OpenMutexToken,
+            QueueShape,
             Request, //
         },
         BlockDevice, OpenMode,
@@ -150,7 +151,7 @@ impl LoopDevice {
         number: u32,
         major: u32,
         part_shift: u32,
-        queue_depth: u32,
+        queue_shape: QueueShape,
     ) -> Result<Arc<Self>> {
         let numbers = DiskNumbers {
             major,
@@ -169,7 +170,7 @@ impl LoopDevice {
                 control <- new_mutex!(()),
                 binding <- new_mutex!(None),
                 fault: FaultInjector::new(),
-                disk <- Disk::new(numbers, IoState::unbound(), queue_depth)?,
+                disk <- Disk::new(numbers, IoState::unbound(), queue_shape)?,
             }),
             GFP_KERNEL,
         )?;

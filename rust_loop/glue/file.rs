@@ -317,6 +317,7 @@ impl BackingFile {
             0
         };
         kiocb.ki_pos = pos;
+        kiocb.ki_ioprio = segment.ioprio;
         let ret = if write {
             // SAFETY: `vfs_iocb_iter_write` needs a valid file, kiocb and
             // iterator: `file` is valid while we hold the reference, `kiocb`

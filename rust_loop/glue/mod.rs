@@ -28,6 +28,7 @@
 //! through the traits above, which the driver implements.
 
 pub(crate) mod bdev;
+pub(crate) mod blkcg;
 pub(crate) mod file;
 pub(crate) mod major;
 pub(crate) mod misc;

@@ -34,3 +34,4 @@ pub(crate) use request::{
     ReqOp,
     Request, //
 };
+pub(crate) use tag_set::QueueShape;

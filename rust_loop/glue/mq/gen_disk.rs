@@ -7,7 +7,10 @@
 //! C header: [`include/linux/blkdev.h`](srctree/include/linux/blkdev.h)
 
 use super::{
-    tag_set::TagSet,
+    tag_set::{
+        QueueShape,
+        TagSet, //
+    },
     DiskOps, //
 };
 use crate::glue::workqueue::OrderedWorkQueue;
@@ -129,9 +132,9 @@ impl<T: DiskOps> Disk<T> {
     pub(crate) fn new(
         numbers: DiskNumbers,
         io_state: T::IoState,
-        queue_depth: u32,
+        queue_shape: QueueShape,
     ) -> Result<impl PinInit<Self, Error>> {
-        let tag_set = TagSet::new::<T>(queue_depth)?;
+        let tag_set = TagSet::new::<T>(queue_shape)?;
         // Until the disk owns it, a failure frees the tag set.
         let tag_set = ScopeGuard::new_with_data(tag_set, |tag_set| {
             // SAFETY: Allocated above and not used by any disk (a disk that

@@ -25,6 +25,7 @@ use crate::glue::{
         BlockDevice,
         OpenMode, //
     },
+    blkcg::BlkcgAssociation,
     task::TaskFlagsScope,
     workqueue::queue_io_work,
     SyncTable,
@@ -310,6 +311,7 @@ impl<T: DiskOps> DiskVTable<T> {
         let request = unsafe { Request::from_raw(rq) };
         let status = {
             let _backing_io = TaskFlagsScope::backing_io();
+            let _charged_to_issuer = BlkcgAssociation::of_request(&request);
             // SAFETY: `queue_rq_callback` entered the state for this request
             // and deferred it without leaving; it leaves below, after the
             // last use.

@@ -108,6 +108,23 @@ impl Request {
         }
     }
 
+    /// The first bio (NULL for a flush without data).
+    pub(in crate::glue) fn first_bio(&self) -> *mut bindings::bio {
+        // SAFETY: `raw` is valid by the type invariant.
+        unsafe { (*self.raw.as_ptr()).bio }
+    }
+
+    /// The I/O priority the submitter gave the request (`req_get_ioprio`:
+    /// its first bio's).
+    fn ioprio(&self) -> u16 {
+        let bio = self.first_bio();
+        if bio.is_null() {
+            return 0;
+        }
+        // SAFETY: `bio` is a bio of this in-flight request.
+        unsafe { (*bio).bi_ioprio }
+    }
+
     /// The operation and flags (`cmd_flags`).
     fn cmd_flags(&self) -> u32 {
         // SAFETY: `raw` is valid by the type invariant.
@@ -164,9 +181,9 @@ impl Request {
         write: bool,
         mut f: impl FnMut(&mut BioSegment<'_>, u64) -> Result,
     ) -> Result {
-        // SAFETY: `raw` is valid; its bio chain is stable while the request is
-        // in flight.
-        let mut bio = unsafe { (*self.raw.as_ptr()).bio };
+        // Its bio chain is stable while the request is in flight.
+        let mut bio = self.first_bio();
+        let ioprio = self.ioprio();
         let mut offset = 0u64;
         while !bio.is_null() {
             // SAFETY: `bio` is a bio of this in-flight request. `bi_iter` is a
@@ -174,7 +191,7 @@ impl Request {
             let (iter, vecs, next) = unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
             let size = iter.bi_size;
             if size > 0 {
-                let mut segment = BioSegment::new(vecs, iter, write);
+                let mut segment = BioSegment::new(vecs, iter, write, ioprio);
                 f(&mut segment, offset)?;
             }
             offset += u64::from(size);
@@ -184,15 +201,22 @@ impl Request {
     }
 }
 
-/// The data of one bio as an `iov_iter` over its bvecs.
+/// The data of one bio as an `iov_iter` over its bvecs, with the request's
+/// I/O priority, which the backing I/O inherits (loop.c's `ki_ioprio`).
 pub(crate) struct BioSegment<'a> {
     pub(in crate::glue) iter: bindings::iov_iter,
+    pub(in crate::glue) ioprio: u16,
     len: usize,
     _request: PhantomData<&'a Request>,
 }
 
 impl BioSegment<'_> {
-    fn new(vecs: *mut bindings::bio_vec, it: bindings::bvec_iter, write: bool) -> Self {
+    fn new(
+        vecs: *mut bindings::bio_vec,
+        it: bindings::bvec_iter,
+        write: bool,
+        ioprio: u16,
+    ) -> Self {
         let (idx, done, size) = (it.bi_idx, it.bi_bvec_done, it.bi_size);
         // Count the bvecs this bio's remaining `size` bytes span, starting at
         // `bi_idx` with `bi_bvec_done` bytes of it already consumed (`bi_vcnt`
@@ -228,6 +252,7 @@ impl BioSegment<'_> {
         iter.iov_offset = done as usize;
         Self {
             iter,
+            ioprio,
             len: size as usize,
             _request: PhantomData,
         }

@@ -22,6 +22,29 @@ use kernel::{
 /// when it is freed (loop.c's order is delete the disk, free the tag set, put
 /// the disk), with [`TagSet::free`].
 ///
+/// How many hardware queues a disk has, and how many requests each holds.
+#[derive(Clone, Copy)]
+pub(crate) struct QueueShape {
+    /// Hardware queues: blk-mq maps every CPU onto one of them, so requests
+    /// submitted on different CPUs never share a queue's lock or tags.
+    pub(crate) hw_queues: u32,
+    /// Requests in flight per hardware queue.
+    pub(crate) depth: u32,
+}
+
+impl QueueShape {
+    /// One hardware queue per possible CPU (`nr_cpu_ids`).
+    pub(crate) fn per_cpu(depth: u32) -> Self {
+        // SAFETY: `nr_cpu_ids` is set during early boot and never changes
+        // once modules can load.
+        let cpus = unsafe { bindings::nr_cpu_ids };
+        Self {
+            hw_queues: cpus.max(1),
+            depth,
+        }
+    }
+}
+
 /// # Invariants
 ///
 /// `raw` is boxed (address-stable) and was allocated by
@@ -31,8 +54,8 @@ pub(crate) struct TagSet {
 }
 
 impl TagSet {
-    /// Allocates a tag set of `queue_depth` requests for disks of type `T`.
-    pub(crate) fn new<T: DiskOps>(queue_depth: u32) -> Result<Self> {
+    /// Allocates a tag set of the given shape for disks of type `T`.
+    pub(crate) fn new<T: DiskOps>(shape: QueueShape) -> Result<Self> {
         let raw = KBox::new(Opaque::<bindings::blk_mq_tag_set>::zeroed(), GFP_KERNEL)?;
         let set = raw.get();
         // SAFETY: `set` points to zeroed, boxed memory that we own and nobody
@@ -40,9 +63,9 @@ impl TagSet {
         let fields = unsafe { &mut *set };
         // The fields set are those `blk_mq_alloc_tag_set` reads.
         fields.ops = &DiskVTable::<T>::MQ_OPS.0;
-        fields.nr_hw_queues = 1;
+        fields.nr_hw_queues = shape.hw_queues;
         fields.nr_maps = 1;
-        fields.queue_depth = queue_depth;
+        fields.queue_depth = shape.depth;
         fields.numa_node = bindings::NUMA_NO_NODE;
         fields.cmd_size = core::mem::size_of::<RequestPdu>() as c_uint;
         // Not BLOCKING: `queue_rq` only hands requests to workers.
