@@ -44,7 +44,7 @@ INIT_TEXT_GUESS = 64 << 10   # the init text's size is not recorded
 ranges = []                  # (module, start, end)
 try:
     for line in open(ranges_file):
-        name, start, size, init = line.split()
+        name, start, size, init = line.split()[:4]
         ranges.append((name, int(start, 16), int(start, 16) + int(size)))
         if int(init, 16):
             ranges.append((name, int(init, 16), int(init, 16) + INIT_TEXT_GUESS))

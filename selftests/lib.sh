@@ -46,7 +46,7 @@ other_driver_absent() {
 note_module_text() {
 	local name addr size init
 	name=$(driver_module_name)
-	read -r _ size _ _ _ addr < <(grep "^$name " /proc/modules) || return 0
+	read -r _ size _ _ _ addr _ < <(grep "^$name " /proc/modules) || return 0
 	init=$(cat "/sys/module/$name/sections/.init.text" 2>/dev/null) || init=0x0
 	echo "$name $addr $size $init" >>"$SCRATCH/module-text.log"
 }
