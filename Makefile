@@ -10,6 +10,9 @@
 #   make check-loopc  the same suites against loop.c, for comparison
 #   make stress     the stress tests alone, rust_loop then loop.c, for long
 #                   runs (STRESS_ITERATIONS=N, see vm/stress.sh)
+#   make fuzz       the ioctl fuzzer alone, for long runs: loop.c against
+#                   rust_loop, and chaos on each (FUZZ_ITERATIONS=N,
+#                   FUZZ_SEED=N, see vm/fuzz.sh)
 #   make bench      benchmarks against loop.c (non-debug kernel)
 #   make shell      an interactive VM shell with rust_loop loaded
 #   make lint       clippy + rustfmt --check
@@ -24,7 +27,7 @@ VM := ./vm
 KMAKE_TOOLS = LLVM=-19 RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc \
 	BINDGEN=$(CACHE_DIR)/bindgen-0.72.1/bin/bindgen
 
-.PHONY: all module toolchain kernel run check check-loopc stress bench shell lint fmt clean
+.PHONY: all module toolchain kernel run check check-loopc stress fuzz bench shell lint fmt clean
 
 all: module
 
@@ -56,6 +59,9 @@ check-loopc: module
 
 stress: module
 	@$(VM)/stress.sh
+
+fuzz: module
+	@$(VM)/fuzz.sh
 
 bench: toolchain
 	@$(VM)/bench.sh

@@ -39,9 +39,22 @@ other_driver_absent() {
 	[[ ! -d /sys/module/$other ]]
 }
 
+# note_module_text: append "name text-address size init-text-address" of the
+# driver just loaded to $SCRATCH/module-text.log: after the unload, kmemleak
+# shows the module's frames as bare addresses, and kmemleak_check.sh
+# attributes them with this log.
+note_module_text() {
+	local name addr size init
+	name=$(driver_module_name)
+	read -r _ size _ _ _ addr _ < <(grep "^$name " /proc/modules) || return 0
+	init=$(cat "/sys/module/$name/sections/.init.text" 2>/dev/null) || init=0x0
+	echo "$name $addr $size $init" >>"$SCRATCH/module-text.log"
+}
+
 # load_driver [module parameters...]
 load_driver() {
 	insmod "$(driver_module_path)" "$@" || return 1
+	note_module_text
 	udevadm settle 2>/dev/null || true
 	local _
 	for _ in $(seq 50); do [[ -b $(loop_dev 0) ]] && return 0; sleep 0.1; done

@@ -69,7 +69,7 @@ require "unload $module before the cycles" cleanup_driver
 cycle() {
 	local keep=()
 	if [[ $LOOP_PREFIX == rloop ]] && (($1 % 2)); then keep=(-k); fi
-	insmod "$(driver_module_path)" && wait_until 5 test -b "$dev1" &&
+	insmod "$(driver_module_path)" && note_module_text && wait_until 5 test -b "$dev1" &&
 		"$BIN_DIR/loop_io" "${keep[@]}" "$dev0" "$img0" "$dev1" "$img1" || return 1
 	if ((${#keep[@]} == 0)); then
 		wait_loop_unbound 0 && wait_loop_unbound 1 || return 1

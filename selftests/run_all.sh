@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Runs inside the VM (vm/run.sh): the functional suite once per driver in
 # $PREFIXES (default "rloop"; "rloop loop" adds the loop.c comparison run),
-# all through summarize.sh, whose last line is "N passed, N failed".
+# all through summarize.sh, whose last line is "N passed, N failed"; then a
+# kmemleak scan (kmemleak_check.sh) fails on any leak through the drivers.
 # The repository is read-only in the guest: programs are built into (or,
 # when the host built them already, taken from) $GUEST_OUT/selftests.
 # Exit status: non-zero if anything failed.
@@ -31,4 +32,14 @@ run_suites() {
 	done
 }
 
-run_suites 2>&1 | "$here/summarize.sh"
+# After the last unload: no leak through the drivers under test (kmemleak).
+check_leaks() {
+	local prefix modules=()
+	for prefix in ${PREFIXES:-rloop}; do
+		[[ $prefix == rloop ]] && modules+=(rust_loop) || modules+=(loop)
+	done
+	echo "# ==== kmemleak scan after the suites ===="
+	"$here/kmemleak_check.sh" "${modules[@]}" || true
+}
+
+{ run_suites; check_leaks; } 2>&1 | "$here/summarize.sh"
