@@ -74,7 +74,7 @@ for disk in "${disks[@]}"; do
 	[[ $serial =~ ^[A-Za-z0-9_-]+$ && $size != "$disk" ]] || die "--disk wants SERIAL:SIZE, got '$disk'"
 	image="$CACHE_DIR/disks/$serial.img"
 	rm -f "$image" && truncate -s "$size" "$image"
-	vng_args+=(--qemu-opts "-drive if=none,id=$serial,file=$image,format=raw,cache=none,aio=threads -device virtio-blk-pci,drive=$serial,serial=$serial")
+	vng_args+=("--qemu-opts=-drive if=none,id=$serial,file=$image,format=raw,cache=none,aio=threads -device virtio-blk-pci,drive=$serial,serial=$serial")
 done
 
 if ((shell)); then
