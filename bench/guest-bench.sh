@@ -214,7 +214,7 @@ disk_by_serial() {
 		echo "/dev/${serial##*/}"
 		return 0
 	done
-	log "no virtio disk with serial '$1' (vm/run.sh --disk)"
+	log "no virtio disk with serial '$1' (vm/run.sh --disk)" >&2
 	return 1
 }
 
