@@ -1,25 +1,46 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # The benchmark session, inside the VM (vm/bench.sh starts it through
-# vm/run.sh): benchmarks B1-B4, B6-B8 of perf-anchors.md against loop.c
-# ("loop", /dev/loopN) and rust_loop ("rloop", /dev/rloopN) in rounds ordered
-# A B B A, with the backing file itself ("raw", the ceiling) every fourth
-# round. Each round loads its driver, runs every benchmark once and unloads
-# it: both drivers want block major 7, so they are never loaded together.
+# vm/run.sh), in up to two groups, each against loop.c ("loop", /dev/loopN)
+# and rust_loop ("rloop", /dev/rloopN) in rounds ordered A B B A, with the
+# backing file itself ("raw") in rounds of its own. Each driver round loads
+# its driver, runs every benchmark of the group once and unloads it: both
+# drivers want block major 7, so they are never loaded together.
+#
+#  tmpfs  B1-B4, B6-B8 of perf-anchors.md, backing files on a tmpfs; a raw
+#         round before every fourth driver round.
+#  disk   real storage: a 256 MiB backing file, written in full with random
+#         data, on ext4 and on xfs on two virtio-blk disks (vm/run.sh --disk,
+#         QEMU cache=none). For each file system, the device in direct-I/O
+#         and in buffered mode: 4k randread and randwrite at QD1 (psync) and
+#         QD32 (io_uring, one job), 1 MiB sequential read and write (io_uring
+#         QD8). fio on the device always uses --direct=1. The raw file runs
+#         the same jobs with --direct=1 (beside the dio mode) and --direct=0
+#         (beside the buffered mode). Every run starts with cold caches
+#         (sync, drop_caches), which also keeps the writeback of one run out
+#         of the next. A raw round before every second driver round.
 #
 # Raw results go to $BENCH_OUT for bench/report.py: ROUND-ARM-JOB.fio.json
 # (fio's JSON), ROUND-ARM-JOB.stat (guest CPU and context-switch counters
 # around the steady part of the run), ROUND-ARM-JOB.json (loop_setup_bench).
+# Jobs of the disk group are named D-FS-MODE-KIND-RW.
 #
 # Environment: BENCH_OUT, RUST_LOOP_KO, SETUP_BENCH (the loop_setup_bench
-# binary), KBUILD_DIR and SCRATCH (from vm/run.sh), BENCH_REPS (rounds per
-# driver), BENCH_RUNTIME (measured seconds per fio run, after a 1 s ramp).
+# binary), KBUILD_DIR and SCRATCH (from vm/run.sh), BENCH_GROUPS ("tmpfs
+# disk" by default), BENCH_REPS (rounds per driver, tmpfs group),
+# BENCH_DISK_REPS (rounds per driver, disk group), BENCH_RUNTIME (measured
+# seconds per fio run, after a 1 s ramp), BENCH_DISK_EXT4 and BENCH_DISK_XFS
+# (the serials of the disk group's virtio disks).
 set -euo pipefail
 
 : "${BENCH_OUT:?}" "${RUST_LOOP_KO:?}" "${SETUP_BENCH:?}" "${KBUILD_DIR:?}" "${SCRATCH:?}"
+groups=${BENCH_GROUPS:-tmpfs disk}
 reps=${BENCH_REPS:-5}
+disk_reps=${BENCH_DISK_REPS:-2}
 runtime=${BENCH_RUNTIME:-4}
 ramp=1
+# A fio run that has not ended this long after its planned end is stuck.
+stall_limit=120
 work=$SCRATCH/bench
 data_size=256M
 sparse_size=1G
@@ -79,8 +100,35 @@ run_fio() {
 	local sampler=$!
 	fio --name="$job" --filename="$target" --output-format=json --output="$BENCH_OUT/$id.fio.json" \
 		--direct=1 --time_based --runtime="$runtime" --ramp_time=$ramp \
-		--randrepeat=0 --norandommap --group_reporting "$@"
+		--randrepeat=0 --norandommap --group_reporting "$@" &
+	local fio_pid=$! deadline=$((SECONDS + ramp + runtime + stall_limit))
+	# A stuck run cannot be killed (its tasks sleep in the kernel): say so,
+	# show where it sleeps, and end the session rather than wait for the
+	# VM's timeout.
+	while kill -0 "$fio_pid" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			log "$id: fio still running ${stall_limit} s after its planned end: stuck"
+			show_stuck "$fio_pid"
+			exit 1
+		fi
+		sleep 0.2
+	done
+	wait "$fio_pid"
 	wait "$sampler"
+}
+
+# show_stuck PID: the kernel stacks of PID and its children (fio's job
+# processes), and every block device with requests in flight.
+show_stuck() {
+	local pid inflight
+	for pid in "$1" $(pgrep -P "$1"); do
+		echo "kernel stack of $pid ($(cat "/proc/$pid/comm" 2>/dev/null)):"
+		cat "/proc/$pid/stack" 2>/dev/null
+	done
+	for inflight in /sys/block/*/inflight; do
+		[[ $(<"$inflight") =~ ^[[:space:]]*0[[:space:]]+0$ ]] ||
+			echo "in flight on ${inflight%/inflight}: $(<"$inflight")"
+	done
 }
 
 # The fio jobs, by benchmark: QD1 latency, 4k IOPS at depth, 1 MiB bandwidth.
@@ -151,6 +199,103 @@ driver_round() {
 	unload_driver "$driver"
 }
 
+# ---------------------------------------------------------------------------
+# The disk group: real storage.
+
+disk_fs=(ext4 xfs)
+disk_size=256M
+
+# disk_by_serial SERIAL -> /dev/vdX, the virtio disk vm/run.sh attached.
+disk_by_serial() {
+	local serial
+	for serial in /sys/block/vd*/serial; do
+		[[ -r $serial && $(<"$serial") == "$1" ]] || continue
+		serial=${serial%/serial}
+		echo "/dev/${serial##*/}"
+		return 0
+	done
+	log "no virtio disk with serial '$1' (vm/run.sh --disk)" >&2
+	return 1
+}
+
+disk_image() { echo "$work/disk-$1/bench.img"; }
+
+# Cold caches: write back, then drop the clean page cache.
+cold_cache() { sync && echo 3 >/proc/sys/vm/drop_caches; }
+
+fio_disk_qd1() { cold_cache && run_fio "$@" --bs=4k --ioengine=psync --numjobs=1; }
+fio_disk_qd32() { cold_cache && run_fio "$@" --bs=4k --ioengine=io_uring --iodepth=32 --numjobs=1; }
+fio_disk_1m() { cold_cache && run_fio "$@" --bs=1M --ioengine=io_uring --iodepth=8 --numjobs=1; }
+
+# disk_jobs TARGET ROUND ARM FS dio|buf: the disk group's jobs on a device
+# in that mode, or on the raw file with fio --direct=1 (dio) or 0 (buf).
+disk_jobs() {
+	local target=$1 round=$2 arm=$3 fs=$4 mode=$5 direct=() kind rw
+	[[ $arm != raw || $mode != buf ]] || direct=(--direct=0)
+	for kind in qd1 qd32 1m; do
+		for rw in randread randwrite; do
+			[[ $kind != 1m ]] || rw=${rw#rand}
+			"fio_disk_$kind" "$round" "$arm" "D-$fs-$mode-$kind-$rw" "$target" --rw="$rw" "${direct[@]}"
+		done
+	done
+}
+
+disk_raw_round() {
+	local round=$1 fs mode
+	for fs in "${disk_fs[@]}"; do
+		for mode in dio buf; do
+			disk_jobs "$(disk_image "$fs")" "$round" raw "$fs" "$mode"
+		done
+	done
+}
+
+disk_driver_round() {
+	local round=$1 driver=$2 dev=/dev/${2}0 fs mode
+	load_driver "$driver"
+	for fs in "${disk_fs[@]}"; do
+		for mode in dio buf; do
+			attach "$dev" "$(disk_image "$fs")" "$mode"
+			disk_jobs "$dev" "$round" "$driver" "$fs" "$mode"
+			detach "$dev"
+		done
+	done
+	unload_driver "$driver"
+}
+
+disk_setup() {
+	local fs serial disk
+	log "disk group: $disk_size of random data on ext4 and on xfs on the virtio disks"
+	head -c "$disk_size" /dev/urandom >"$work/random.img"
+	for fs in "${disk_fs[@]}"; do
+		if [[ $fs == ext4 ]]; then serial=${BENCH_DISK_EXT4:?}; else serial=${BENCH_DISK_XFS:?}; fi
+		disk=$(disk_by_serial "$serial")
+		case $fs in
+		ext4) mkfs.ext4 -q -F "$disk" ;;
+		xfs) mkfs.xfs -q -f "$disk" ;;
+		esac
+		mkdir -p "$work/disk-$fs"
+		mount "$disk" "$work/disk-$fs"
+		# Written in full: every read reaches the disk, none is a hole.
+		cp "$work/random.img" "$(disk_image "$fs")"
+		echo "disk_$fs $disk $(<"/sys/block/${disk#/dev/}/size") sectors, $(findmnt -no OPTIONS "$work/disk-$fs")" \
+			>>"$BENCH_OUT/session.txt"
+	done
+	rm -f "$work/random.img"
+	sync
+}
+
+disk_teardown() {
+	local fs
+	for fs in "${disk_fs[@]}"; do umount "$work/disk-$fs"; done
+}
+
+# ---------------------------------------------------------------------------
+
+for group in $groups; do
+	[[ $group == tmpfs || $group == disk ]] || { log "BENCH_GROUPS: unknown group '$group' (tmpfs, disk)"; exit 1; }
+done
+in_groups() { [[ " $groups " == *" $1 "* ]]; }
+
 mkdir -p "$BENCH_OUT" "$work"
 # udev's rules probe (open and read) every new or changed loop* device but
 # skip rloop*: left running, it would load loop.c alone during B7 and B8.
@@ -158,31 +303,53 @@ mkdir -p "$BENCH_OUT" "$work"
 udevadm settle 2>/dev/null || true
 udevadm control --exit 2>/dev/null || true
 
-log "filling the backing files ($data_size of random data each)"
-head -c "$data_size" /dev/urandom >"$work/dio.img"
-cp "$work/dio.img" "$work/buf.img"
-head -c 32M "$work/dio.img" >"$work/small.img"
-
 {
 	echo "date $(date "+%Y-%m-%d %H:%M")"
 	echo "kernel $(uname -r)"
 	echo "cpus $(nproc)"
+	echo "groups $groups"
 	echo "reps $reps"
+	echo "disk_reps $disk_reps"
 	echo "runtime $runtime"
 	echo "fio $(fio --version)"
 } >"$BENCH_OUT/session.txt"
 
-# Rounds A B B A ... (A = loop.c), a raw round before every fourth.
 round=0
-for ((i = 0; i < 2 * reps; i++)); do
-	if ((i % 4 == 0)); then
-		log "round $round: raw backing file"
-		raw_round "$round"
+if in_groups tmpfs; then
+	log "tmpfs group: filling the backing files ($data_size of random data each)"
+	head -c "$data_size" /dev/urandom >"$work/dio.img"
+	cp "$work/dio.img" "$work/buf.img"
+	head -c 32M "$work/dio.img" >"$work/small.img"
+
+	# Rounds A B B A ... (A = loop.c), a raw round before every fourth.
+	for ((i = 0; i < 2 * reps; i++)); do
+		if ((i % 4 == 0)); then
+			log "round $round: raw backing file"
+			raw_round "$round"
+			round=$((round + 1))
+		fi
+		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
+		log "round $round: $driver"
+		driver_round "$round" "$driver"
 		round=$((round + 1))
-	fi
-	case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
-	log "round $round: $driver"
-	driver_round "$round" "$driver"
-	round=$((round + 1))
-done
+	done
+	rm -f "$work/dio.img" "$work/buf.img" "$work/small.img"
+fi
+
+if in_groups disk; then
+	disk_setup
+	# Rounds A B B A ... (A = loop.c), a raw round before every second.
+	for ((i = 0; i < 2 * disk_reps; i++)); do
+		if ((i % 2 == 0)); then
+			log "round $round: disk group, raw backing files"
+			disk_raw_round "$round"
+			round=$((round + 1))
+		fi
+		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
+		log "round $round: disk group, $driver"
+		disk_driver_round "$round" "$driver"
+		round=$((round + 1))
+	done
+	disk_teardown
+fi
 log "done: $round rounds"

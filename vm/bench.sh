@@ -1,8 +1,15 @@
 #!/bin/bash
-# `make bench`: rust_loop against loop.c on the non-debug kernel (benchmarks
-# B1-B4 and B6-B8 of perf-anchors.md), in one VM boot, then a report.
+# SPDX-License-Identifier: GPL-2.0
+# `make bench`: rust_loop against loop.c on the non-debug kernel, in one VM
+# boot, then a report. Two groups (bench/guest-bench.sh): "tmpfs" (benchmarks
+# B1-B4 and B6-B8 of perf-anchors.md, backing files on tmpfs) and "disk"
+# (real storage: backing files on ext4 and on xfs on two virtio-blk disks).
 #
-#   vm/bench.sh          BENCH_REPS=N (rounds per driver, default 5),
+#   vm/bench.sh          BENCH_GROUPS="tmpfs disk" (the default; either alone
+#                        runs that group only),
+#                        BENCH_REPS=N (rounds per driver, tmpfs group, default 5),
+#                        BENCH_DISK_REPS=N (rounds per driver, disk group;
+#                        default BENCH_REPS if set, else 2),
 #                        BENCH_RUNTIME=S (measured seconds per fio run, after a
 #                        1 s ramp; default 4, >= 3)
 #
@@ -13,9 +20,20 @@
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/common.sh"
 
+groups=${BENCH_GROUPS:-tmpfs disk}
 reps=${BENCH_REPS:-5}
+disk_reps=${BENCH_DISK_REPS:-${BENCH_REPS:-2}}
 runtime=${BENCH_RUNTIME:-4}
 ((runtime >= 3)) || die "BENCH_RUNTIME must be at least 3 s (the CPU sampler needs it)"
+((reps >= 1 && disk_reps >= 1)) || die "BENCH_REPS and BENCH_DISK_REPS must be at least 1"
+in_groups() { [[ " $groups " == *" $1 "* ]]; }
+for group in $groups; do
+	[[ $group == tmpfs || $group == disk ]] || die "BENCH_GROUPS: unknown group '$group' (tmpfs, disk)"
+done
+in_groups tmpfs || in_groups disk || die "BENCH_GROUPS names no group (tmpfs, disk)"
+# The disk group's virtio disks (vm/run.sh --disk: empty at every boot,
+# QEMU cache=none), one per file system.
+DISK_EXT4=rloop-bench-ext4 DISK_XFS=rloop-bench-xfs DISK_SIZE=1536M
 
 BUILD=$(kernel_build_dir bench)
 
@@ -49,15 +67,26 @@ stamp=$(date +%Y%m%d-%H%M%S)
 raw="$GUEST_OUT/bench-$stamp"
 out="$REPO_DIR/results/bench-$stamp"
 mkdir -p "$raw" "$out"
-# Twice the expected time: 15 fio runs (runtime + ~2 s each) and ~15 s of
-# setup benchmarks per driver round, 6 runs per raw round (one per four
-# driver rounds). With the defaults that is about 20 minutes.
+# Twice the expected time, plus 5 minutes. tmpfs group: 15 fio runs
+# (runtime + ~2 s each) and ~15 s of setup benchmarks per driver round, 6
+# runs per raw round (one per four driver rounds); about 19 minutes with the
+# defaults. Disk group: 24 fio runs (runtime + ~3 s each, with the cache
+# drop) per round, 2 driver rounds and 1 raw round per BENCH_DISK_REPS, plus
+# ~2 minutes to fill the disks; about 17 minutes with the defaults.
 fio_seconds=$((runtime + 2))
-timeout=$(((2 * reps * (15 * fio_seconds + 15) + (reps / 2 + 1) * 6 * fio_seconds) * 2 + 300))
-log "running the benchmark VM: $reps rounds per driver, ${runtime} s per fio run (timeout ${timeout} s)"
+timeout=300 vm_disks=() disk_env=
+if in_groups tmpfs; then
+	timeout=$((timeout + (2 * reps * (15 * fio_seconds + 15) + (reps / 2 + 1) * 6 * fio_seconds) * 2))
+fi
+if in_groups disk; then
+	timeout=$((timeout + (3 * disk_reps * 24 * (runtime + 3) + 120) * 2))
+	vm_disks=(--disk "$DISK_EXT4:$DISK_SIZE" --disk "$DISK_XFS:$DISK_SIZE")
+	disk_env="BENCH_DISK_EXT4=$DISK_EXT4 BENCH_DISK_XFS=$DISK_XFS"
+fi
+log "running the benchmark VM: groups '$groups'; $reps (tmpfs) / $disk_reps (disk) rounds per driver, ${runtime} s per fio run (timeout ${timeout} s)"
 set +e
-"$REPO_DIR/vm/run.sh" --variant bench --timeout "$timeout" -- \
-	"BENCH_OUT=$raw RUST_LOOP_KO=$module_dir/rust_loop.ko SETUP_BENCH=$bin_dir/loop_setup_bench BENCH_REPS=$reps BENCH_RUNTIME=$runtime $REPO_DIR/bench/guest-bench.sh" |
+"$REPO_DIR/vm/run.sh" --variant bench --timeout "$timeout" "${vm_disks[@]}" -- \
+	"BENCH_OUT=$raw RUST_LOOP_KO=$module_dir/rust_loop.ko SETUP_BENCH=$bin_dir/loop_setup_bench BENCH_GROUPS='$groups' BENCH_REPS=$reps BENCH_DISK_REPS=$disk_reps BENCH_RUNTIME=$runtime $disk_env $REPO_DIR/bench/guest-bench.sh" |
 	tee "$out/console.log"
 vm_status=${PIPESTATUS[0]}
 set -e
