@@ -13,8 +13,9 @@ tap_start module_param_test
 module=$(driver_module_name)
 
 # insmod_rejected ERROR LOG_PATTERN PARAM... : insmod with PARAM fails with
-# ERROR (insmod's strerror text), the module is not loaded, and the kernel log
-# since the attempt has a line matching LOG_PATTERN.
+# ERROR (the text insmod prints for the errno: kmod says "Invalid
+# parameters" for EINVAL), the module is not loaded, and the kernel log since
+# the attempt has a line matching LOG_PATTERN.
 insmod_rejected() {
 	local error=$1 pattern=$2 mark out
 	shift 2
@@ -38,7 +39,7 @@ check "$module is not loaded before the test" driver_unloaded
 require "the other loop driver is not loaded" other_driver_absent
 if [[ $LOOP_PREFIX == rloop ]]; then
 	check "max_part=2147483648: insmod fails with EINVAL and logs why" \
-		insmod_rejected "Invalid argument" "rust_loop: invalid max_part=2147483648" \
+		insmod_rejected "Invalid parameters" "rust_loop: invalid max_part=2147483648" \
 		max_part=2147483648
 else
 	check "loop.c: max_part=2147483648 overflows its int parameter: insmod fails with ERANGE" \
