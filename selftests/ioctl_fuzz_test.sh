@@ -24,7 +24,7 @@
 # after which the drivers' states differ, does not hide the next),
 # FUZZ_WORKERS (4), FUZZ_CHAOS_OPS (per worker, 300), FUZZ_CHAOS_SECONDS (240),
 # FUZZ_TOLERATE (names of reported, not deliberate divergences to skip while
-# looking for others: blocksize64, unbound_limits; empty by default).
+# looking for others: blocksize64; empty by default).
 # vm/fuzz.sh (`make fuzz`) runs this with large counts. Every device is detached, devices beyond 0..7 removed and the
 # driver unloaded after each run, so the rest of the suite starts clean.
 set -euo pipefail

@@ -500,7 +500,9 @@ impl LoopDevice {
     fn set_block_size(&self, bdev: &BlockDevice, mode: OpenMode, size: usize) -> Result {
         let _claim = bdev.claim_unless_exclusive(mode)?;
         let _control = self.lock_bound()?;
-        let size = u32::try_from(size).map_err(|_| EINVAL)?;
+        // As loop.c, which stores the argument in the 32-bit
+        // `logical_block_size` before validating it: 2^32 + 512 is 512.
+        let size = size as u32;
         if size == self.disk.logical_block_size() {
             return Ok(());
         }
