@@ -28,12 +28,13 @@ mkdir -p "$lower" "$upper"
 require "the VM has a scratch virtio disk" scratch_disk
 disk=$(scratch_disk)
 
-# populate DIR TAG: 12 directories of 12 small files (1-9 KiB of random data).
+# populate DIR TAG: 6 directories of 8 small files (1-9 KiB of random data).
+# Few: every process start costs a lot under TCG with KASAN.
 populate() {
 	local d f
-	for d in $(seq 12); do
+	for d in $(seq 6); do
 		mkdir -p "$1/$2-$d"
-		for f in $(seq 12); do
+		for f in $(seq 8); do
 			head -c $(((RANDOM % 9 + 1) * 1024)) /dev/urandom >"$1/$2-$d/f$f"
 		done
 	done
@@ -53,8 +54,8 @@ churn() {
 
 # manifest DIR: checksums of every file, by path relative to DIR.
 manifest() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
-# kept MANIFEST: the lines of the files churn leaves alone (f5 to f12 of a-*).
-kept() { grep -E '\./a-[0-9]+/f([5-9]|1[0-2])$' "$1"; }
+# kept MANIFEST: the lines of the files churn leaves alone (f5 to f8 of a-*).
+kept() { grep -E '\./a-[0-9]+/f[5-8]$' "$1"; }
 
 phase() {
 	local what=$1
@@ -86,7 +87,7 @@ for fs in ext4 xfs; do
 		drop_caches
 		check "every file reads back the same cold ($what)" \
 			bounded "$PHASE_TIME_LIMIT" eval 'manifest "$upper" | cmp - "$WORK/after"'
-		check "churn left 96 files alone ($what)" equals "$(kept "$WORK/before" | wc -l)" 96
+		check "churn left 24 files alone ($what)" equals "$(kept "$WORK/before" | wc -l)" 24
 		check "untouched files kept their data ($what)" \
 			cmp <(kept "$WORK/before") <(kept "$WORK/after")
 		require "unmount ($what)" bounded "$PHASE_TIME_LIMIT" umount "$upper"
