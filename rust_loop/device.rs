@@ -28,8 +28,7 @@ use crate::{
     fault::FaultInjector,
     ffi::{
         self, capable_sys_admin, BackingFile, BlkStatus, BlockDevice, Disk, DiskNumbers, DiskOps,
-        Dispatch, LimitsUpdate, LoopAttr, OpenMode, OpenMutexHeld,
-        OpenMutexToken, ReqOp, Request,
+        Dispatch, LimitsUpdate, LoopAttr, OpenMode, OpenMutexHeld, OpenMutexToken, ReqOp, Request,
     },
     uapi::*,
 };

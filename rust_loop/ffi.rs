@@ -857,8 +857,7 @@ impl<T: DiskOps> Disk<T> {
                 (*set).numa_node = bindings::NUMA_NO_NODE;
                 (*set).cmd_size = core::mem::size_of::<RequestPdu>() as c_uint;
                 // Not BLOCKING: `queue_rq` only hands requests to workers.
-                (*set).flags =
-                    bindings::BLK_MQ_F_STACKING | bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT;
+                (*set).flags = bindings::BLK_MQ_F_STACKING | bindings::BLK_MQ_F_NO_SCHED_BY_DEFAULT;
                 to_result(bindings::blk_mq_alloc_tag_set(set))?;
             }
             // Queue limits of a fresh, unbound device: loop.c's 2560-sector
