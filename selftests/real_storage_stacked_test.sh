@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # A file system on the device, whose backing file lives on a file system of
 # the same kind on the VM's virtio-blk scratch disk: ext4 (1 KiB blocks) on
-# ext4 mounted strictatime, and xfs on xfs, with the device in buffered and
-# in direct-I/O mode. A metadata-heavy workload runs in phases with cold
+# ext4 mounted strictatime, with the device in buffered and in direct-I/O
+# mode. (xfs on xfs works the same way but doubles the run time under TCG;
+# the loop below takes it as one more file system name.) A metadata-heavy workload runs in phases with cold
 # caches between them (every directory and inode block is read from the
 # device again), then the upper file system is unmounted and checked.
 #
@@ -28,12 +29,13 @@ mkdir -p "$lower" "$upper"
 require "the VM has a scratch virtio disk" scratch_disk
 disk=$(scratch_disk)
 
-# populate DIR TAG: 12 directories of 12 small files (1-9 KiB of random data).
+# populate DIR TAG: 4 directories of 8 small files (1-9 KiB of random data).
+# Few: every process start costs a lot under TCG with KASAN.
 populate() {
 	local d f
-	for d in $(seq 12); do
+	for d in $(seq 4); do
 		mkdir -p "$1/$2-$d"
-		for f in $(seq 12); do
+		for f in $(seq 8); do
 			head -c $(((RANDOM % 9 + 1) * 1024)) /dev/urandom >"$1/$2-$d/f$f"
 		done
 	done
@@ -53,8 +55,8 @@ churn() {
 
 # manifest DIR: checksums of every file, by path relative to DIR.
 manifest() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
-# kept MANIFEST: the lines of the files churn leaves alone (f5 to f12 of a-*).
-kept() { grep -E '\./a-[0-9]+/f([5-9]|1[0-2])$' "$1"; }
+# kept MANIFEST: the lines of the files churn leaves alone (f5 to f8 of a-*).
+kept() { grep -E '\./a-[0-9]+/f[5-8]$' "$1"; }
 
 phase() {
 	local what=$1
@@ -62,7 +64,7 @@ phase() {
 	check "$what" bounded "$PHASE_TIME_LIMIT" "$@"
 }
 
-for fs in ext4 xfs; do
+for fs in ext4; do
 	case $fs in
 	ext4) upper_mkfs=(-b 1024) img_size=96M ;;
 	# mkfs.xfs wants at least 300 MiB.
@@ -86,7 +88,7 @@ for fs in ext4 xfs; do
 		drop_caches
 		check "every file reads back the same cold ($what)" \
 			bounded "$PHASE_TIME_LIMIT" eval 'manifest "$upper" | cmp - "$WORK/after"'
-		check "churn left 96 files alone ($what)" equals "$(kept "$WORK/before" | wc -l)" 96
+		check "churn left 16 files alone ($what)" equals "$(kept "$WORK/before" | wc -l)" 16
 		check "untouched files kept their data ($what)" \
 			cmp <(kept "$WORK/before") <(kept "$WORK/after")
 		require "unmount ($what)" bounded "$PHASE_TIME_LIMIT" umount "$upper"
