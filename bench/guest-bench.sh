@@ -18,7 +18,7 @@
 #         the same jobs with --direct=1 (beside the dio mode) and --direct=0
 #         (beside the buffered mode). Every run starts with cold caches
 #         (sync, drop_caches), which also keeps the writeback of one run out
-#         of the next. A raw round before every second driver round.
+#         of the next. A raw round before every fourth driver round.
 #
 # Raw results go to $BENCH_OUT for bench/report.py: ROUND-ARM-JOB.fio.json
 # (fio's JSON), ROUND-ARM-JOB.stat (guest CPU and context-switch counters
@@ -338,9 +338,9 @@ fi
 
 if in_groups disk; then
 	disk_setup
-	# Rounds A B B A ... (A = loop.c), a raw round before every second.
+	# Rounds A B B A ... (A = loop.c), a raw round before every fourth.
 	for ((i = 0; i < 2 * disk_reps; i++)); do
-		if ((i % 2 == 0)); then
+		if ((i % 4 == 0)); then
 			log "round $round: disk group, raw backing files"
 			disk_raw_round "$round"
 			round=$((round + 1))

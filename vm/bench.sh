@@ -70,16 +70,17 @@ mkdir -p "$raw" "$out"
 # Twice the expected time, plus 5 minutes. tmpfs group: 15 fio runs
 # (runtime + ~2 s each) and ~15 s of setup benchmarks per driver round, 6
 # runs per raw round (one per four driver rounds); about 19 minutes with the
-# defaults. Disk group: 24 fio runs (runtime + ~3 s each, with the cache
-# drop) per round, 2 driver rounds and 1 raw round per BENCH_DISK_REPS, plus
-# ~2 minutes to fill the disks; about 17 minutes with the defaults.
+# defaults. Disk group: 24 fio runs per round, each runtime + ~8 s under
+# TCG (fio's start, sync and the cache drop; measured 11 s at 3 s), a raw
+# round per four driver rounds, plus ~1 minute to fill the disks; about
+# 25 minutes with the defaults.
 fio_seconds=$((runtime + 2))
 timeout=300 vm_disks=() disk_env=
 if in_groups tmpfs; then
 	timeout=$((timeout + (2 * reps * (15 * fio_seconds + 15) + (reps / 2 + 1) * 6 * fio_seconds) * 2))
 fi
 if in_groups disk; then
-	timeout=$((timeout + (3 * disk_reps * 24 * (runtime + 3) + 120) * 2))
+	timeout=$((timeout + ((2 * disk_reps + (disk_reps + 1) / 2) * 24 * (runtime + 8) + 120) * 2))
 	vm_disks=(--disk "$DISK_EXT4:$DISK_SIZE" --disk "$DISK_XFS:$DISK_SIZE")
 	disk_env="BENCH_DISK_EXT4=$DISK_EXT4 BENCH_DISK_XFS=$DISK_XFS"
 fi
