@@ -181,8 +181,33 @@ cleanup_driver() {
 		bounded 10 losetup -d "$(loop_dev "$n")" 2>/dev/null || true
 		wait_loop_unbound "$n" || true
 	done
-	# udev may still hold a device open for a moment after its last event.
-	wait_until 10 bounded 20 unload_driver 2>/dev/null
+	# udev may still hold a device open for a moment after its last event;
+	# deferred fputs of a device that backed another one come later still.
+	wait_until 30 bounded 20 unload_driver 2>/dev/null && return 0
+	show_module_users
+	return 1
+}
+
+# show_module_users: why the driver's module cannot be unloaded — rmmod's
+# own message, its reference count and holders, and every process that has
+# one of its nodes open.
+show_module_users() {
+	local mod fd target
+	mod=$(driver_module_name)
+	{
+		rmmod "$mod" 2>&1 | sed 's/^/rmmod: /'
+		echo "refcnt $(cat "/sys/module/$mod/refcnt" 2>/dev/null), holders: $(ls "/sys/module/$mod/holders" 2>/dev/null)"
+		for fd in /proc/[0-9]*/fd/*; do
+			target=$(readlink "$fd" 2>/dev/null) || continue
+			[[ $target == "/dev/${LOOP_PREFIX}"* ]] || continue
+			fd=${fd#/proc/}
+			echo "open: $target by pid ${fd%%/*} ($(cat "/proc/${fd%%/*}/comm" 2>/dev/null))"
+		done
+		grep "^/dev/${LOOP_PREFIX}" /proc/mounts | sed 's/^/mounted: /'
+		for fd in /sys/block/"${LOOP_PREFIX}"[0-9]*/loop/backing_file; do
+			[[ -r $fd ]] && echo "bound: ${fd%/loop/backing_file} -> $(<"$fd")"
+		done
+	} >&2
 }
 
 # Kernel log markers: each test writes one at its start, so a bad line can be

@@ -4,6 +4,8 @@
 # $PREFIXES (default "rloop"; "rloop loop" adds the loop.c comparison run),
 # all through summarize.sh, whose last line is "N passed, N failed"; then a
 # kmemleak scan (kmemleak_check.sh) fails on any leak through the drivers.
+# CHECK_TESTS="a_test.sh b_test.sh" runs only those tests (and the kernel
+# log check).
 # The repository is read-only in the guest: programs are built into (or,
 # when the host built them already, taken from) $GUEST_OUT/selftests.
 # Exit status: non-zero if anything failed.
@@ -27,7 +29,8 @@ run_suites() {
 		echo "# ==== functional suite, LOOP_PREFIX=$prefix ===="
 		# kernel_log_clean.sh checks the kernel log from this mark on.
 		echo "rust_loop-selftests: suite begin LOOP_PREFIX=$prefix" >/dev/kmsg
-		LOOP_PREFIX=$prefix make --no-print-directory -C "$here" OUTPUT="$out" run_tests ||
+		LOOP_PREFIX=$prefix make --no-print-directory -C "$here" OUTPUT="$out" \
+			${CHECK_TESTS:+TEST_PROGS="$CHECK_TESTS kernel_log_clean.sh"} run_tests ||
 			echo "Bail out! make run_tests failed for LOOP_PREFIX=$prefix"
 	done
 }

@@ -4,10 +4,11 @@
 # line "N passed, N failed". A VM failure (timeout, panic, a kernel log line
 # that shows a bug) counts as one more failed test.
 #
-#   vm/check.sh [rloop|loop]     STRESS_ITERATIONS=N for longer stress runs
+#   vm/check.sh [rloop|loop]     STRESS_ITERATIONS=N for longer stress runs,
+#                                CHECK_TESTS="x_test.sh ..." for some tests only
 source "$(dirname "$0")/common.sh"
 
 prefix=${1:-rloop}
 build_selftests
 run_selftests_in_vm "check-$prefix" 4000 \
-	"PREFIXES=$prefix STRESS_ITERATIONS=${STRESS_ITERATIONS:-} $REPO_DIR/selftests/run_all.sh"
+	"PREFIXES=$prefix STRESS_ITERATIONS=${STRESS_ITERATIONS:-} CHECK_TESTS='${CHECK_TESTS:-}' $REPO_DIR/selftests/run_all.sh"
