@@ -47,30 +47,16 @@ sparse_size=1G
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*"; }
 
-module_path() { if [[ $1 == loop ]]; then echo "$KBUILD_DIR/drivers/block/loop.ko"; else echo "$RUST_LOOP_KO"; fi; }
-module_name() { if [[ $1 == loop ]]; then echo loop; else echo rust_loop; fi; }
-
-load_driver() {
-	local driver=$1 _
-	[[ ! -d /sys/module/loop && ! -d /sys/module/rust_loop ]] || { log "a loop driver is already loaded"; return 1; }
-	insmod "$(module_path "$driver")"
-	for _ in $(seq 50); do
-		[[ -b /dev/${driver}1 && -c /dev/$driver-control ]] && return 0
-		sleep 0.1
-	done
-	log "/dev/${driver}1 did not appear"
-	return 1
+# Loading and unloading a driver, and show_stuck, are the selftests' own
+# (RUST_LOOP_KO names the module built for this kernel).
+# shellcheck source=../selftests/lib.sh
+source "$(dirname "$0")/../selftests/lib.sh"
+driver_up() {
+	LOOP_PREFIX=$1 other_driver_absent && LOOP_PREFIX=$1 driver_unloaded ||
+		{ log "a loop driver is already loaded"; return 1; }
+	LOOP_PREFIX=$1 load_driver
 }
-
-# rmmod fails while the last closer of a device is still letting go of it.
-unload_driver() {
-	local driver=$1 _
-	for _ in $(seq 50); do
-		rmmod "$(module_name "$driver")" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	rmmod "$(module_name "$driver")"
-}
+driver_down() { LOOP_PREFIX=$1 cleanup_driver; }
 
 # attach DEVICE FILE dio|buf: attach with the stock losetup (LOOP_CONFIGURE)
 # and check that the mode took effect.
@@ -115,20 +101,6 @@ run_fio() {
 	done
 	wait "$fio_pid"
 	wait "$sampler"
-}
-
-# show_stuck PID: the kernel stacks of PID and its children (fio's job
-# processes), and every block device with requests in flight.
-show_stuck() {
-	local pid inflight
-	for pid in "$1" $(pgrep -P "$1"); do
-		echo "kernel stack of $pid ($(cat "/proc/$pid/comm" 2>/dev/null)):"
-		cat "/proc/$pid/stack" 2>/dev/null
-	done
-	for inflight in /sys/block/*/inflight; do
-		[[ $(<"$inflight") =~ ^[[:space:]]*0[[:space:]]+0$ ]] ||
-			echo "in flight on ${inflight%/inflight}: $(<"$inflight")"
-	done
 }
 
 # The fio jobs, by benchmark: QD1 latency, 4k IOPS at depth, 1 MiB bandwidth.
@@ -180,7 +152,7 @@ raw_round() {
 
 driver_round() {
 	local round=$1 driver=$2 dio_dev=/dev/${2}0 buf_dev=/dev/${2}1
-	load_driver "$driver"
+	driver_up "$driver"
 	attach "$dio_dev" "$work/dio.img" dio
 	attach "$buf_dev" "$work/buf.img" buf
 	rw_jobs "$dio_dev" "$round" "$driver" B1-dio fio_qd1 randread randwrite
@@ -196,7 +168,7 @@ driver_round() {
 	"$SETUP_BENCH" "$driver" cycles legacy 3 "$work/small.img" >"$BENCH_OUT/$round-$driver-B7-legacy.json"
 	"$SETUP_BENCH" "$driver" attach 64 "$work" >"$BENCH_OUT/$round-$driver-B8-attach.json"
 	"$SETUP_BENCH" "$driver" ctl 256 64 1000 >"$BENCH_OUT/$round-$driver-B8-ctl.json"
-	unload_driver "$driver"
+	driver_down "$driver"
 }
 
 # ---------------------------------------------------------------------------
@@ -251,7 +223,7 @@ disk_raw_round() {
 
 disk_driver_round() {
 	local round=$1 driver=$2 dev=/dev/${2}0 fs mode
-	load_driver "$driver"
+	driver_up "$driver"
 	for fs in "${disk_fs[@]}"; do
 		for mode in dio buf; do
 			attach "$dev" "$(disk_image "$fs")" "$mode"
@@ -259,7 +231,7 @@ disk_driver_round() {
 			detach "$dev"
 		done
 	done
-	unload_driver "$driver"
+	driver_down "$driver"
 }
 
 disk_setup() {

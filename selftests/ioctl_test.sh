@@ -8,6 +8,11 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
 name=ioctl_test
+if ((EUID != 0)); then
+	ktap_print_header
+	ktap_skip_all "$name loads a module and configures devices: it needs root"
+	exit "$KSFT_SKIP"
+fi
 klog_mark "begin $name"
 
 # A module left behind by an interrupted earlier test was already reported there.

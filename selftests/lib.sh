@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 # Shared helpers for the shell tests. Sourced by every *_test.sh.
 #
@@ -13,8 +14,8 @@ SCRATCH=${SCRATCH:-/tmp}
 BIN_DIR=${LOOP_TEST_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 export LOOP_PREFIX SCRATCH BIN_DIR
 
-# Lines in the kernel log that show a kernel bug (the same list vm/run.sh uses).
-BAD_KLOG_PATTERN='BUG:|WARNING:|KASAN|possible circular locking|Oops|blocked for more than|Kernel panic|general protection fault|UBSAN|rust_panic|panicked at'
+# Lines in the kernel log that show a kernel bug (vm/run.sh reads the same file).
+BAD_KLOG_PATTERN=$(grep -v "^#" "$(dirname "${BASH_SOURCE[0]}")/bad_klog_pattern")
 
 # Paths of the driver's nodes.
 loop_dev() { echo "/dev/${LOOP_PREFIX}$1"; }
@@ -25,7 +26,7 @@ loop_sys() { echo "/sys/block/${LOOP_PREFIX}$1"; }
 driver_module_name() { [[ $LOOP_PREFIX == rloop ]] && echo rust_loop || echo loop; }
 driver_module_path() {
 	if [[ $LOOP_PREFIX == rloop ]]; then
-		echo "$REPO_DIR/rust_loop.ko"
+		echo "${RUST_LOOP_KO:-$REPO_DIR/rust_loop.ko}"
 	else
 		echo "$KBUILD_DIR/drivers/block/loop.ko"
 	fi
@@ -233,20 +234,27 @@ klog_clean_since() {
 # result line; summarize.sh counts both levels. Exit status: 0 when every check
 # passed, 1 otherwise (a skipped check is never a pass: see summarize.sh).
 
-TAP_COUNT=0
-TAP_FAILED=0
+# The kernel's own KTAP helpers (tools/testing/selftests/kselftest/). The
+# Makefile exports KSELFTEST_DIR; a test run by hand finds the kernel tree
+# the VM runner names (KBUILD_DIR) or the project's cached source.
+if [[ -z ${KSELFTEST_DIR:-} ]]; then
+	if [[ -n ${KBUILD_DIR:-} ]]; then
+		KSELFTEST_DIR=$KBUILD_DIR/source/tools/testing/selftests
+	else
+		KSELFTEST_DIR=${RUST_LOOP_CACHE:-$HOME/.cache/rust-loop}/src/linux/tools/testing/selftests
+	fi
+fi
+# shellcheck source=/dev/null
+source "$KSELFTEST_DIR/kselftest/ktap_helpers.sh"
 TAP_CLEANUPS=()
 
 # Indent a command's output as TAP diagnostics.
 tap_diag() { sed -e 's/^/# /'; }
 
-tap_ok() { TAP_COUNT=$((TAP_COUNT + 1)); echo "ok $TAP_COUNT $1"; }
-tap_not_ok() {
-	TAP_COUNT=$((TAP_COUNT + 1))
-	TAP_FAILED=$((TAP_FAILED + 1))
-	echo "not ok $TAP_COUNT $1"
-}
-tap_skip() { TAP_COUNT=$((TAP_COUNT + 1)); echo "ok $TAP_COUNT $1 # SKIP $2"; }
+# ktap_helpers.sh echoes descriptions unquoted: no globbing of them here.
+tap_ok() { local -; set -f; ktap_test_pass "$1"; }
+tap_not_ok() { local -; set -f; ktap_test_fail "$1"; }
+tap_skip() { local -; set -f; ktap_print_msg "$1: $2"; ktap_test_skip "$1"; }
 
 # check DESCRIPTION COMMAND... : run COMMAND (in a subshell), report it, go on.
 check() {
@@ -264,9 +272,9 @@ check() {
 # require DESCRIPTION COMMAND... : like check, but the test cannot go on
 # without it: stop here (the EXIT trap still cleans up).
 require() {
-	local before=$TAP_FAILED
+	local before=$KTAP_CNT_FAIL
 	check "$@"
-	((TAP_FAILED == before)) || exit 1
+	((KTAP_CNT_FAIL == before)) || exit 1
 }
 
 # at_exit COMMAND... : run COMMAND at the end of the test (last added, first run).
@@ -285,15 +293,16 @@ tap_finish() {
 		eval "$cmd"
 	done
 	check "kernel log clean during $TAP_NAME" klog_clean_since "begin $TAP_NAME"
-	echo "1..$TAP_COUNT"
-	((TAP_FAILED == 0 && status == 0 && TAP_COUNT > 0)) && exit 0
-	exit 1
+	ktap_set_plan $((KTAP_TESTNO - 1))
+	ktap_print_totals
+	((KTAP_CNT_FAIL == 0 && status == 0 && KTAP_CNT_PASS > 0)) && exit "$KSFT_PASS"
+	exit "$KSFT_FAIL"
 }
 
 # tap_start NAME: begin TAP output, trap failures, mark the kernel log.
 tap_start() {
 	TAP_NAME=$1
-	echo "TAP version 13"
+	ktap_print_header
 	klog_mark "begin $TAP_NAME"
 	# No TERM trap: bash would defer it until a command stuck in the kernel
 	# returns, so the runner's timeout could never end the test.
@@ -305,6 +314,11 @@ tap_start() {
 # tap_start_driver_test NAME: tap_start + load the driver under test (and
 # unload it, checked, at the end) + a private work folder on $SCRATCH.
 tap_start_driver_test() {
+	if ((EUID != 0)); then
+		ktap_print_header
+		ktap_skip_all "$1 loads a module and configures devices: it needs root"
+		exit "$KSFT_SKIP"
+	fi
 	tap_start "$1"
 	WORK=$(mktemp -d "$SCRATCH/$1.XXXXXX")
 	at_exit rm -rf "$WORK"

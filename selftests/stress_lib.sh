@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 # Shared helpers for the stress_*_test.sh scripts; sourced after lib.sh.
 #

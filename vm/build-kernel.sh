@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Configure and build the Linux 7.2 kernel for a variant (debug | bench) into a
 # cache folder keyed by source version + config fragments + toolchain, so a
 # second run rebuilds nothing. Prints the build folder on stdout.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 # Shared paths and toolchain settings for the vm/ scripts. Sourced, never run.
 set -euo pipefail
@@ -27,11 +28,12 @@ die() { log "error: $*"; exit 1; }
 
 # kernel_build_dir VARIANT -> the cached build folder for a config variant
 # (debug = KASAN+lockdep for tests, bench = no debug options). The key covers
-# everything that changes the output: source version, fragments, toolchain.
+# everything that changes the output: source version, the fragments' options
+# (not their comments), toolchain.
 kernel_build_dir() {
 	local variant=$1 src_version key
 	src_version=$(cat "$CACHE_DIR/src/VERSION" 2>/dev/null || echo none)
-	key=$( { echo "$src_version"; cat "$REPO_DIR/vm/config/common.config" \
+	key=$( { echo "$src_version"; grep -hEv '^[[:space:]]*(#|$)' "$REPO_DIR/vm/config/common.config" \
 		"$REPO_DIR/vm/config/$variant.config"; "$RUSTC" --version; clang-19 --version | head -1; } \
 		| sha256sum | cut -c1-12)
 	echo "$CACHE_DIR/build-$variant-$key"
@@ -49,6 +51,16 @@ build_selftests() {
 # and xfs on a virtio-blk disk. The guest finds it by this serial.
 SCRATCH_DISK_SERIAL=rloop-scratch
 SCRATCH_DISK_SIZE=2G
+
+# guest_settings REGEX: the host's environment settings that match REGEX
+# (a whole "NAME=value" line), shell-quoted, to prefix a guest command with.
+guest_settings() {
+	local setting settings=()
+	while IFS= read -r setting; do
+		settings+=("$setting")
+	done < <(env | grep -E "^($1)\$" || true)
+	((${#settings[@]} == 0)) || printf '%q ' "${settings[@]}"
+}
 
 # run_selftests_in_vm NAME TIMEOUT 'GUEST COMMAND': runs a selftest runner in
 # the VM, with the scratch disk attached, its TAP in logs/NAME.tap, counts

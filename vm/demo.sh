@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # The main job (`make run`), run inside the VM: load rust_loop, then with the
 # stock losetup attach an image to /dev/rloop0, partition it, format it, mount
 # it, write and read back a file, show `losetup -l`, and detach.

@@ -18,11 +18,4 @@ source "$(dirname "$0")/common.sh"
 
 build_selftests
 
-settings=()
-while IFS= read -r setting; do
-	settings+=("$setting")
-done < <(env | grep -E '^(FUZZ_(ITERATIONS|SEED|WORKERS|ROUND_OPS)=[0-9]+|PREFIXES=[a-z ]*|FUZZ_TOLERATE=[a-z0-9_,]*)$' || true)
-# PREFIXES holds a space: quote every setting for the guest's shell.
-quoted=
-((${#settings[@]} == 0)) || quoted=$(printf '%q ' "${settings[@]}")
-run_selftests_in_vm fuzz "${FUZZ_TIMEOUT:-14400}" "$quoted$REPO_DIR/selftests/run_fuzz.sh"
+run_selftests_in_vm fuzz "${FUZZ_TIMEOUT:-14400}" "$(guest_settings 'FUZZ_(ITERATIONS|SEED|WORKERS|ROUND_OPS)=[0-9]+|PREFIXES=[a-z ]*|FUZZ_TOLERATE=[a-z0-9_,]*')$REPO_DIR/selftests/run_fuzz.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Runs inside the guest (started by vm/run.sh): prepares a scratch tmpfs, checks
 # that loop.ko did not sneak in, runs the command, then hands its status and
 # the whole kernel log back to the host through the shared $RESULTS folder.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Boot the project's kernel under QEMU with virtme-ng and run one command in the
 # guest, with the host's root filesystem (and so its losetup, mkfs, fio, and this
 # repository) visible read-only over 9p.
@@ -15,7 +16,8 @@
 # Only one VM runs at a time on this 2-core machine: callers queue on a lock.
 source "$(dirname "$0")/common.sh"
 
-BAD_LOG_PATTERN='BUG:|WARNING:|KASAN|possible circular locking|Oops|blocked for more than|Kernel panic|general protection fault|UBSAN|rust_panic|panicked at'
+# Lines that show a kernel bug: one list for the runner and the selftests.
+BAD_LOG_PATTERN=$(grep -v "^#" "$REPO_DIR/selftests/bad_klog_pattern")
 
 variant=debug timeout=1800 shell=0 disks=()
 while (($#)); do

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Install everything the project needs on a fresh Debian 12 machine, idempotently:
 # Debian packages, the Linux 7.2 source (from trixie-backports, download only),
 # bindgen 0.72.1 and virtme-ng. Quiet and fast when already done.

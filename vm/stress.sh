@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # `make stress`: the stress tests alone, for long runs, against rust_loop and
 # then loop.c in one boot of the debug (KASAN + lockdep) kernel; ends with
 # "N passed, N failed". A VM failure (timeout, panic, a kernel log line that
@@ -15,10 +16,5 @@ source "$(dirname "$0")/common.sh"
 build_selftests
 
 # Pass the iteration settings into the guest.
-settings=()
-while IFS= read -r setting; do
-	settings+=("$setting")
-done < <(env | grep -E '^(STRESS_ITERATIONS(_[a-z_]+)?|PREFIXES)=[a-z0-9 ]*$' || true)
-
 run_selftests_in_vm stress "${STRESS_TIMEOUT:-14400}" \
-	"${settings[*]} $REPO_DIR/selftests/run_stress.sh"
+	"$(guest_settings '(STRESS_ITERATIONS(_[a-z_]+)?|PREFIXES)=[a-z0-9 ]*')$REPO_DIR/selftests/run_stress.sh"
