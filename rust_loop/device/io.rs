@@ -37,9 +37,11 @@ use kernel::{
     prelude::*, //
 };
 
-/// Writes larger than this run one at a time on the device's ordered
-/// workqueue: the backing inode's lock serialises them anyway.
-const LARGE_WRITE_BYTES: u64 = 64 * 1024;
+/// Buffered writes larger than this run one at a time on the device's
+/// ordered workqueue: the backing inode's lock serialises them anyway, and
+/// parallel writers would only contend for it. Direct writes do not: ext4 and
+/// xfs run aligned direct overwrites under a shared inode lock, in parallel.
+const LARGE_BUFFERED_WRITE_BYTES: u64 = 64 * 1024;
 
 impl LoopDevice {
     /// Decides, in the submitter's context, where a new request runs
@@ -59,7 +61,7 @@ impl LoopDevice {
         // its journal handle (`current->journal_info`: the lower ext4 would
         // take it for its own). Upstream loop.c tried an inline path in 6.19
         // and reverted it for exactly these reasons.
-        if rq.op() == ReqOp::Write && rq.bytes() > LARGE_WRITE_BYTES {
+        if rq.op() == ReqOp::Write && !io.direct_io && rq.bytes() > LARGE_BUFFERED_WRITE_BYTES {
             Dispatch::DeferInOrder
         } else {
             Dispatch::Defer
@@ -97,53 +99,38 @@ enum Transfer {
     EndOfFile(u64),
 }
 
-/// Reads or writes a whole request at the binding's offset. A short read goes
-/// on until the file returns no data (network and FUSE files may return less
-/// than asked mid-file); a short write is an error (loop.c counts it as a
-/// success and loses the rest).
+/// Reads or writes a whole request at the binding's offset, with one kiocb
+/// over all its data. A short read goes on until the file returns no data
+/// (network and FUSE files may return less than asked mid-file); a short
+/// write is an error (loop.c counts it as a success and loses the rest).
 fn transfer(binding: &Binding, rq: &Request, op: ReqOp, direct: bool) -> Result<Transfer> {
     let file = &binding.file;
     let pos = file_position(binding, rq)?;
     let write = op == ReqOp::Write;
-    let mut outcome = Transfer::Complete;
-    let result = rq.for_each_bio(write, |segment, offset| {
-        let mut done = 0;
-        while done < segment.len() {
-            let at = pos.saturating_add(offset + done as u64);
-            let step = if write {
-                file.write_from(segment, at, direct)?
-            } else {
-                file.read_into(segment, at, direct)?
-            };
-            done += step;
-            if done == segment.len() {
-                break;
-            }
-            if write {
-                return Err(EIO);
-            }
-            if step == 0 {
-                outcome = Transfer::EndOfFile(offset + done as u64);
-                return Err(EIO);
-            }
+    let mut data = rq.data(write)?;
+    let mut done = 0;
+    while done < data.len() {
+        let at = pos.saturating_add(done as u64);
+        let step = if write {
+            file.write_from(&mut data, at, direct)?
+        } else {
+            file.read_into(&mut data, at, direct)?
+        };
+        done += step;
+        if done == data.len() {
+            break;
         }
-        Ok(())
-    });
-    match result {
-        Err(e) if matches!(outcome, Transfer::Complete) => Err(e),
-        _ => Ok(outcome),
+        if write {
+            return Err(EIO);
+        }
+        if step == 0 {
+            // As loop.c: the sectors read complete, the rest reads as
+            // zeroes and fails with EIO.
+            data.zero_after(done);
+            return Ok(Transfer::EndOfFile(done as u64));
+        }
     }
-}
-
-/// Ends a read that met the end of the backing file as loop.c does: the
-/// sectors read complete, the rest reads as zeroes and fails with EIO.
-fn fail_past_end_of_file(rq: &Request, valid_bytes: u64) -> Result {
-    rq.end_leading_bytes(valid_bytes & !(u64::from(SECTOR_SIZE) - 1));
-    rq.for_each_bio(false, |segment, _| {
-        segment.zero_after(0);
-        Ok(())
-    })?;
-    Err(EIO)
+    Ok(Transfer::Complete)
 }
 
 /// Where a data request starts in the backing file. Only requests that carry
@@ -162,7 +149,10 @@ fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
     }
     match op {
         ReqOp::Read => match transfer(binding, rq, op, io.direct_io)? {
-            Transfer::EndOfFile(valid_bytes) => fail_past_end_of_file(rq, valid_bytes),
+            Transfer::EndOfFile(valid_bytes) => {
+                rq.end_leading_bytes(valid_bytes & !(u64::from(SECTOR_SIZE) - 1));
+                Err(EIO)
+            }
             Transfer::Complete => Ok(()),
         },
         ReqOp::Write => {

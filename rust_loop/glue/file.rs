@@ -8,8 +8,8 @@
 
 use crate::glue::mq::{
     gen_disk,
-    BioSegment,
     DiskOps, //
+    RequestData,
 };
 use core::{
     mem::MaybeUninit,
@@ -291,12 +291,12 @@ impl BackingFile {
         to_result(unsafe { bindings::vfs_fallocate(self.raw(), mode, pos, len) })
     }
 
-    /// Reads or writes one bio's worth of data at `pos` through a kiocb, in
+    /// Reads or writes a request's data at `pos` through one kiocb, in
     /// direct-I/O mode if `direct`. Returns the number of bytes transferred;
-    /// a short read leaves `segment` positioned after the bytes read.
+    /// a short read leaves `data` positioned after the bytes read.
     fn rw_iter(
         &self,
-        segment: &mut BioSegment<'_>,
+        data: &mut RequestData<'_>,
         pos: u64,
         write: bool,
         direct: bool,
@@ -317,16 +317,16 @@ impl BackingFile {
             0
         };
         kiocb.ki_pos = pos;
-        kiocb.ki_ioprio = segment.ioprio;
+        kiocb.ki_ioprio = data.ioprio;
         let ret = if write {
             // SAFETY: `vfs_iocb_iter_write` needs a valid file, kiocb and
             // iterator: `file` is valid while we hold the reference, `kiocb`
             // and the bvec iterator are valid for the call, and the bio pages
             // are pinned by the in-flight request.
-            unsafe { bindings::vfs_iocb_iter_write(file, &mut kiocb, &mut segment.iter) }
+            unsafe { bindings::vfs_iocb_iter_write(file, &mut kiocb, &mut data.iter) }
         } else {
             // SAFETY: As for the write, for `vfs_iocb_iter_read`.
-            unsafe { bindings::vfs_iocb_iter_read(file, &mut kiocb, &mut segment.iter) }
+            unsafe { bindings::vfs_iocb_iter_read(file, &mut kiocb, &mut data.iter) }
         };
         if ret < 0 {
             return Err(Error::from_errno(ret as i32));
@@ -336,19 +336,19 @@ impl BackingFile {
 
     pub(crate) fn read_into(
         &self,
-        segment: &mut BioSegment<'_>,
+        data: &mut RequestData<'_>,
         pos: u64,
         direct: bool,
     ) -> Result<usize> {
-        self.rw_iter(segment, pos, false, direct)
+        self.rw_iter(data, pos, false, direct)
     }
 
     pub(crate) fn write_from(
         &self,
-        segment: &mut BioSegment<'_>,
+        data: &mut RequestData<'_>,
         pos: u64,
         direct: bool,
     ) -> Result<usize> {
-        self.rw_iter(segment, pos, true, direct)
+        self.rw_iter(data, pos, true, direct)
     }
 }

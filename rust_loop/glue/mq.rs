@@ -29,9 +29,9 @@ pub(crate) use operations::{
     Dispatch, //
 };
 pub(crate) use request::{
-    BioSegment,
     BlkStatus,
     ReqOp,
     Request, //
+    RequestData,
 };
 pub(crate) use tag_set::QueueShape;

@@ -173,97 +173,168 @@ impl Request {
         unsafe { bindings::blk_update_request(self.raw.as_ptr(), BLK_STS_OK, bytes as c_uint) };
     }
 
-    /// Calls `f` on each bio of the request with an iterator over its data and
-    /// the bio's byte offset from the start of the request. Stops at the
-    /// first error.
-    pub(crate) fn for_each_bio(
-        &self,
-        write: bool,
-        mut f: impl FnMut(&mut BioSegment<'_>, u64) -> Result,
-    ) -> Result {
-        // Its bio chain is stable while the request is in flight.
-        let mut bio = self.first_bio();
-        let ioprio = self.ioprio();
-        let mut offset = 0u64;
-        while !bio.is_null() {
-            // SAFETY: `bio` is a bio of this in-flight request. `bi_iter` is a
-            // packed structure: it is copied out, never referenced.
-            let (iter, vecs, next) = unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
-            let size = iter.bi_size;
-            if size > 0 {
-                let mut segment = BioSegment::new(vecs, iter, write, ioprio);
-                f(&mut segment, offset)?;
+    /// The request's data as one `iov_iter` over all its bvecs, for one
+    /// kiocb per request (as loop.c's `lo_rw_aio`). A request of one bio
+    /// iterates that bio's own bvec table; a request of several (merged bios)
+    /// gets a table of its own, gathered here (the caller runs with
+    /// `PF_MEMALLOC_NOIO`, so the allocation never recurses into block I/O).
+    pub(crate) fn data(&self, write: bool) -> Result<RequestData<'_>> {
+        let first = self.first_bio();
+        if first.is_null() {
+            return Err(EINVAL);
+        }
+        // SAFETY: `first` is a bio of this in-flight request; its chain is
+        // stable while the request is in flight. `bi_iter` is a packed
+        // structure: it is copied out, never referenced.
+        let (iter, vecs, next) =
+            unsafe { ((*first).bi_iter, (*first).bi_io_vec, (*first).bi_next) };
+        if next.is_null() {
+            let nr = bvecs_spanned(vecs, iter);
+            // SAFETY: The bio's table covers `bi_size` bytes from `bi_idx`
+            // over `nr` entries, and outlives the iterator (the request
+            // holds the bio).
+            let table = unsafe { vecs.add(iter.bi_idx as usize) };
+            return Ok(RequestData::new(
+                table,
+                nr,
+                iter.bi_bvec_done,
+                iter.bi_size,
+                write,
+                self.ioprio(),
+                None,
+            ));
+        }
+        let mut nr = 0;
+        self.for_each_bio_iter(|vecs, iter| nr += bvecs_spanned(vecs, iter));
+        let mut table = KVec::with_capacity(nr, GFP_KERNEL)?;
+        let mut total = 0u32;
+        self.for_each_bio_iter(|vecs, iter| {
+            total += iter.bi_size;
+            let mut left = iter.bi_size;
+            let mut skip = iter.bi_bvec_done;
+            let mut idx = iter.bi_idx as usize;
+            while left > 0 {
+                // SAFETY: As in `bvecs_spanned`: every index read is inside
+                // the bio's table, which covers `bi_size` bytes from `bi_idx`.
+                let mut bvec = unsafe { *vecs.add(idx) };
+                bvec.bv_offset += skip;
+                bvec.bv_len = (bvec.bv_len - skip).min(left);
+                left -= bvec.bv_len;
+                skip = 0;
+                idx += 1;
+                // Cannot fail: `nr` entries were counted the same way.
+                let _ = table.push_within_capacity(bvec);
             }
-            offset += u64::from(size);
+        });
+        let ptr = table.as_mut_ptr();
+        let entries = table.len();
+        Ok(RequestData::new(
+            ptr,
+            entries,
+            0,
+            total,
+            write,
+            self.ioprio(),
+            Some(table),
+        ))
+    }
+
+    /// Calls `f` on each non-empty bio of the request with its bvec table and
+    /// iterator.
+    fn for_each_bio_iter(&self, mut f: impl FnMut(*mut bindings::bio_vec, bindings::bvec_iter)) {
+        let mut bio = self.first_bio();
+        while !bio.is_null() {
+            // SAFETY: `bio` is a bio of this in-flight request, whose chain is
+            // stable. `bi_iter` is packed: copied out, never referenced.
+            let (iter, vecs, next) = unsafe { ((*bio).bi_iter, (*bio).bi_io_vec, (*bio).bi_next) };
+            if iter.bi_size > 0 {
+                f(vecs, iter);
+            }
             bio = next;
         }
-        Ok(())
     }
 }
 
-/// The data of one bio as an `iov_iter` over its bvecs, with the request's
-/// I/O priority, which the backing I/O inherits (loop.c's `ki_ioprio`).
-pub(crate) struct BioSegment<'a> {
+/// How many bvecs of `vecs` the bio's remaining bytes span, starting at
+/// `bi_idx` with `bi_bvec_done` bytes of it already consumed (`bi_vcnt` is
+/// meaningless for cloned bios).
+fn bvecs_spanned(vecs: *const bindings::bio_vec, it: bindings::bvec_iter) -> usize {
+    let (idx, done, size) = (it.bi_idx as usize, it.bi_bvec_done, it.bi_size);
+    let mut nr = 0usize;
+    let mut covered = 0u64;
+    while covered < u64::from(size) {
+        // SAFETY: The bvec table of an in-flight bio covers `bi_size` bytes
+        // from `bi_idx`, so every index read here is inside it.
+        let len = unsafe { (*vecs.add(idx + nr)).bv_len };
+        covered += u64::from(len) - if nr == 0 { u64::from(done) } else { 0 };
+        nr += 1;
+    }
+    nr
+}
+
+/// The data of a request as one `iov_iter` over its bvecs, with the
+/// request's I/O priority, which the backing I/O inherits (loop.c's
+/// `ki_ioprio`).
+///
+/// # Invariants
+///
+/// `iter` describes the pinned pages of the request it was made from, through
+/// a bvec table that is either the request's single bio's (alive while the
+/// request is) or `_gathered`'s heap buffer, which never moves.
+pub(crate) struct RequestData<'a> {
     pub(in crate::glue) iter: bindings::iov_iter,
     pub(in crate::glue) ioprio: u16,
     len: usize,
+    _gathered: Option<KVec<bindings::bio_vec>>,
     _request: PhantomData<&'a Request>,
 }
 
-impl BioSegment<'_> {
+impl RequestData<'_> {
     fn new(
-        vecs: *mut bindings::bio_vec,
-        it: bindings::bvec_iter,
+        table: *mut bindings::bio_vec,
+        nr: usize,
+        skip: u32,
+        size: u32,
         write: bool,
         ioprio: u16,
+        gathered: Option<KVec<bindings::bio_vec>>,
     ) -> Self {
-        let (idx, done, size) = (it.bi_idx, it.bi_bvec_done, it.bi_size);
-        // Count the bvecs this bio's remaining `size` bytes span, starting at
-        // `bi_idx` with `bi_bvec_done` bytes of it already consumed (`bi_vcnt`
-        // is meaningless for cloned bios).
-        let mut nr = 0usize;
-        let mut covered = 0u64;
-        while covered < u64::from(size) {
-            // SAFETY: The bvec table of an in-flight bio covers `bi_size` bytes
-            // from `bi_idx`, so every index read here is inside it.
-            let len = unsafe { (*vecs.add(idx as usize + nr)).bv_len };
-            covered += u64::from(len) - if nr == 0 { u64::from(done) } else { 0 };
-            nr += 1;
-        }
         let direction = if write {
             bindings::ITER_SOURCE
         } else {
             bindings::ITER_DEST
         };
         let mut iter = MaybeUninit::<bindings::iov_iter>::zeroed();
-        // SAFETY: `iter` is writable; the bvec slice `[idx, idx + nr)` is valid
-        // and outlives the iterator (the request holds the bio).
+        // SAFETY: `iter` is writable; the `nr` bvecs at `table` cover `skip +
+        // size` bytes and outlive the iterator (see the type invariant).
         unsafe {
             bindings::iov_iter_bvec(
                 iter.as_mut_ptr(),
                 direction as c_uint,
-                vecs.add(idx as usize),
+                table,
                 nr as c_ulong,
                 size as usize,
             );
         }
         // SAFETY: `iov_iter_bvec` initialised the iterator.
         let mut iter = unsafe { iter.assume_init() };
-        iter.iov_offset = done as usize;
+        iter.iov_offset = skip as usize;
+        // INVARIANT: `table` is the single bio's table or `gathered`'s buffer.
         Self {
             iter,
             ioprio,
             len: size as usize,
+            _gathered: gathered,
             _request: PhantomData,
         }
     }
 
-    /// The bio's length in bytes.
+    /// The request's data length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Zero-fills the segment after its first `done` bytes (the tail of a
+    /// Zero-fills the data after its first `done` bytes (the tail of a
     /// short read, which advanced the iterator by `done`).
     pub(crate) fn zero_after(&mut self, done: usize) {
         let left = self.len.saturating_sub(done);
