@@ -113,7 +113,7 @@ impl LoopDevice {
                 } else {
                     LoopInfo64::from_legacy(&read_user::<LoopInfo>(arg)?)
                 };
-                self.set_status(bdev, &info)?;
+                self.set_status(bdev, mode, &info)?;
             }
             LOOP_GET_STATUS => {
                 if arg == 0 {
@@ -129,7 +129,7 @@ impl LoopDevice {
             LOOP_SET_STATUS64 => {
                 write_or_admin()?;
                 let info = read_user::<LoopInfo64>(arg)?;
-                self.set_status(bdev, &info)?;
+                self.set_status(bdev, mode, &info)?;
             }
             LOOP_GET_STATUS64 => {
                 if arg == 0 {

@@ -10,7 +10,8 @@ use super::{
 use crate::{
     glue::{
         mq::OpenMutexHeld,
-        BlockDevice, //
+        BlockDevice,
+        OpenMode, //
     },
     uapi::{
         LoopInfo64,
@@ -58,9 +59,30 @@ fn moves_data(old: &Binding, info: &LoopInfo64) -> bool {
 
 impl LoopDevice {
     /// LOOP_SET_STATUS(64): offset, size limit, name and flags.
-    pub(super) fn set_status(&self, bdev: &BlockDevice, info: &LoopInfo64) -> Result {
-        let control = self.lock_bound()?;
-        let old = self.current_binding()?;
+    ///
+    /// A new offset or size limit moves the data under whoever holds the
+    /// device exclusively (a mounted file system): EBUSY then, as for
+    /// LOOP_SET_BLOCK_SIZE (upstream after 7.2 refuses it too; loop.c 7.2
+    /// does not). A change of name or flags alone needs no claim.
+    pub(super) fn set_status(
+        &self,
+        bdev: &BlockDevice,
+        mode: OpenMode,
+        info: &LoopInfo64,
+    ) -> Result {
+        // The claim comes before `control` (the order of `configure` and
+        // `set_block_size`), so whether one is needed is decided under
+        // `control`, which is dropped to claim and taken again.
+        let mut claim = None;
+        let (control, old) = loop {
+            let control = self.lock_bound()?;
+            let old = self.current_binding()?;
+            if !moves_data(&old, info) || claim.is_some() || mode.exclusive() {
+                break (control, old);
+            }
+            drop(control);
+            claim = bdev.claim_unless_exclusive(mode)?;
+        };
         let size_changed = moves_data(&old, info);
         if size_changed {
             bdev.sync_and_invalidate();
@@ -98,6 +120,7 @@ impl LoopDevice {
         if partscan {
             self.rescan_partitions(OpenMutexHeld::No);
         }
+        drop(claim);
         Ok(())
     }
 
