@@ -203,6 +203,11 @@ class Ops:
         elif cmd in ("SET_STATUS64", "SET_STATUS"):
             data = self.info64() if cmd == "SET_STATUS64" else self.info_legacy()
             plabel, ptr = self.pointer(data)
+            if self.excl_elsewhere(k, n):
+                # Deliberate difference (README): with another opener holding
+                # the device O_EXCL, rust_loop refuses a new offset or size
+                # limit (EBUSY), loop.c 7.2 applies it. Skipped in both runs.
+                return fz.rec(f"{who} {cmd} skipped (another slot holds dev{n} O_EXCL)")
             number = LOOP_SET_STATUS64 if cmd == "SET_STATUS64" else LOOP_SET_STATUS
             rv, err = fz.ioctl(fd, number, ptr)
             fz.result(f"{who} {cmd} ptr={plabel} {data[24:56].hex()}", rv, err)
@@ -247,6 +252,14 @@ class Ops:
             fz.result(f"{who} {name}", rv, err, extra)
         if changes and rv >= 0:
             fz.state(n)
+
+    def excl_elsewhere(self, k, n):
+        """Whether a slot other than k holds device n O_EXCL while k does not."""
+        slots = self.fz.slots
+        if "EXCL" in slots[k][2].split("|"):
+            return False
+        return any(s is not None and j != k and s[1] == n and "EXCL" in s[2].split("|")
+                   for j, s in enumerate(slots))
 
     def normalise_info(self, raw):
         f = list(struct.unpack(INFO, raw))

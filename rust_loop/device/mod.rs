@@ -4,8 +4,11 @@
 //!
 //! - [`binding`]: what a device is bound to, and the checks a backing file
 //!   must pass.
-//! - [`ioctl`]: the configuration ioctls (bind, status, change of file,
-//!   capacity, direct I/O, block size).
+//! - [`ioctl`]: the configuration ioctls' dispatcher, and LOOP_CLR_FD,
+//!   capacity, direct I/O and block size.
+//! - [`bind`]: binding (LOOP_SET_FD, LOOP_CONFIGURE), a binding's queue
+//!   limits, the change of backing file (LOOP_CHANGE_FD).
+//! - [`status`]: LOOP_SET_STATUS(64), LOOP_GET_STATUS(64).
 //! - [`io`]: request execution against the backing file; it imports no
 //!   configuration code.
 //! - [`sysfs`]: the `loop/` files.
@@ -37,9 +40,11 @@
 //! then the disk's freeze lock; `binding` is held only briefly, with no other
 //! lock taken under it.
 
+mod bind;
 mod binding;
 mod io;
 mod ioctl;
+mod status;
 mod sysfs;
 
 use crate::{
