@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The device registry and `/dev/rloop-control` (LOOP_CTL_ADD / REMOVE /
-//! GET_FREE), plus the on-open probe that creates devices on demand.
+//! The device registry and the control device, `/dev/rloop-control` or, in
+//! drop-in mode, `/dev/loop-control` (LOOP_CTL_ADD / REMOVE / GET_FREE), plus
+//! the on-open probe that creates devices on demand.
 //!
 //! The registry lock is loop.c's `loop_ctl_mutex`: it guards the set of
 //! devices only. Opening or closing a device never takes it.
@@ -39,6 +40,8 @@ pub(crate) struct Registry {
     creating: KVec<u32>,
     /// Set at module unload: no device may be added any more.
     closing: bool,
+    /// Device names: `rloop`, or `loop` in drop-in mode.
+    name_prefix: &'static str,
     major: u32,
     part_shift: u32,
     queue_shape: QueueShape,
@@ -50,6 +53,7 @@ impl Registry {
             devices: KVec::new(),
             creating: KVec::new(),
             closing: false,
+            name_prefix: "rloop",
             major: 0,
             part_shift: 0,
             queue_shape: QueueShape {
@@ -102,17 +106,18 @@ enum HandOut {
 /// loop.c's `loop_add`. As in loop.c, the registry lock is held only to pick
 /// the number and to record the device: devices are created in parallel.
 fn add(requested: i32, hand_out: HandOut) -> Result<u32> {
-    let (number, major, part_shift, queue_shape) = {
+    let (name_prefix, number, major, part_shift, queue_shape) = {
         let mut registry = REGISTRY.lock();
         let number = registry.reserve(requested)?;
         (
+            registry.name_prefix,
             number,
             registry.major,
             registry.part_shift,
             registry.queue_shape,
         )
     };
-    let created = LoopDevice::create(number, major, part_shift, queue_shape);
+    let created = LoopDevice::create(name_prefix, number, major, part_shift, queue_shape);
     let mut registry = REGISTRY.lock();
     registry.creating.retain(|&mut n| n != number);
     let device = created?;
@@ -140,12 +145,13 @@ fn add(requested: i32, hand_out: HandOut) -> Result<u32> {
 // contract (once, before any use) only module init can keep: the one
 // `unsafe` of the driver outside `glue` and the uAPI byte views.
 #[allow(unsafe_code)]
-pub(crate) fn init_registry(part_shift: u32, queue_shape: QueueShape) {
+pub(crate) fn init_registry(name_prefix: &'static str, part_shift: u32, queue_shape: QueueShape) {
     // SAFETY: `GlobalLock::init` must be called once, before any other use of
     // the lock: module init calls this function once, first, before the
     // control device and the major (the only other users) are registered.
     unsafe { REGISTRY.init() };
     let mut registry = REGISTRY.lock();
+    registry.name_prefix = name_prefix;
     registry.part_shift = part_shift;
     registry.queue_shape = queue_shape;
 }
@@ -219,7 +225,7 @@ fn get_free() -> Result<i32> {
     add(-1, HandOut::Yes).map(|n| n as i32)
 }
 
-/// `/dev/rloop-control` and the block major's probe hook.
+/// The control device and the block major's probe hook.
 pub(crate) struct Control;
 
 impl BlockProbe for Control {

@@ -2,17 +2,23 @@
 # shellcheck shell=bash
 # Shared helpers for the shell tests. Sourced by every *_test.sh.
 #
-# LOOP_PREFIX selects the driver under test: "rloop" (rust_loop.ko, default)
-# or "loop" (loop.c's loop.ko, for comparison). Both are loaded explicitly:
-# the VM boots with modprobe.blacklist=loop.
+# LOOP_PREFIX selects the node names under test, LOOP_DRIVER the module:
+#   LOOP_PREFIX=rloop (default)              rust_loop.ko, /dev/rloopN
+#   LOOP_PREFIX=loop                         loop.c's loop.ko, /dev/loopN
+#   LOOP_PREFIX=loop LOOP_DRIVER=rust_loop   rust_loop.ko drop_in=1, /dev/loopN
+# LOOP_DRIVER defaults to the module that owns the prefix. Modules are loaded
+# explicitly: the VM boots with modprobe.blacklist=loop. RUST_LOOP_KO
+# overrides the path of rust_loop.ko (e.g. an older build, to show a test
+# failing on it).
 
 LOOP_PREFIX=${LOOP_PREFIX:-rloop}
+LOOP_DRIVER=${LOOP_DRIVER:-}
 REPO_DIR=${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 SCRATCH=${SCRATCH:-/tmp}
 # Programs built by the Makefile (exported by it; a plain in-tree build puts
 # them beside this file).
 BIN_DIR=${LOOP_TEST_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
-export LOOP_PREFIX SCRATCH BIN_DIR
+export LOOP_PREFIX LOOP_DRIVER SCRATCH BIN_DIR
 
 # Lines in the kernel log that show a kernel bug (vm/run.sh reads the same file).
 BAD_KLOG_PATTERN=$(grep -v "^#" "$(dirname "${BASH_SOURCE[0]}")/bad_klog_pattern")
@@ -23,22 +29,32 @@ loop_ctl() { echo "/dev/${LOOP_PREFIX}-control"; }
 # loop_sys N -> /sys/block/<prefix>N
 loop_sys() { echo "/sys/block/${LOOP_PREFIX}$1"; }
 
-driver_module_name() { [[ $LOOP_PREFIX == rloop ]] && echo rust_loop || echo loop; }
-driver_module_path() {
-	if [[ $LOOP_PREFIX == rloop ]]; then
+# The module under test (derived from LOOP_PREFIX each time: tests switch
+# prefixes with a local LOOP_PREFIX).
+driver_module_name() {
+	if [[ -n $LOOP_DRIVER ]]; then
+		echo "$LOOP_DRIVER"
+	elif [[ $LOOP_PREFIX == rloop ]]; then
+		echo rust_loop
+	else
+		echo loop
+	fi
+}
+module_path() {
+	if [[ $1 == rust_loop ]]; then
 		echo "${RUST_LOOP_KO:-$REPO_DIR/rust_loop.ko}"
 	else
 		echo "$KBUILD_DIR/drivers/block/loop.ko"
 	fi
 }
+driver_module_path() { module_path "$(driver_module_name)"; }
+# rust_loop under loop.c's names.
+drop_in_mode() { [[ $(driver_module_name) == rust_loop && $LOOP_PREFIX == loop ]]; }
 driver_loaded() { [[ -d /sys/module/$(driver_module_name) ]]; }
 driver_unloaded() { ! driver_loaded; }
+other_module_name() { [[ $(driver_module_name) == rust_loop ]] && echo loop || echo rust_loop; }
 # Both drivers want block major 7: the one not under test must be absent.
-other_driver_absent() {
-	local other=loop
-	[[ $LOOP_PREFIX == rloop ]] || other=rust_loop
-	[[ ! -d /sys/module/$other ]]
-}
+other_driver_absent() { [[ ! -d /sys/module/$(other_module_name) ]]; }
 
 # note_module_text: append "name text-address size init-text-address" of the
 # driver just loaded to $SCRATCH/module-text.log: after the unload, kmemleak
@@ -52,9 +68,11 @@ note_module_text() {
 	echo "$name $addr $size $init" >>"$SCRATCH/module-text.log"
 }
 
-# load_driver [module parameters...]
+# load_driver [module parameters...] (drop-in mode adds drop_in=1)
 load_driver() {
-	insmod "$(driver_module_path)" "$@" || return 1
+	local drop_in=()
+	drop_in_mode && drop_in=(drop_in=1)
+	insmod "$(driver_module_path)" "${drop_in[@]}" "$@" || return 1
 	note_module_text
 	udevadm settle 2>/dev/null || true
 	local _

@@ -130,6 +130,8 @@ impl State {
 #[pin_data]
 pub(crate) struct LoopDevice {
     number: u32,
+    /// `rloop`, or `loop` in drop-in mode: the disk is `<name_prefix><number>`.
+    name_prefix: &'static str,
     /// `part_shift != 0` (module parameter `max_part`): always scan partitions.
     forced_partscan: bool,
     state: AtomicU32,
@@ -151,14 +153,16 @@ pub(crate) struct LoopDevice {
 }
 
 impl LoopDevice {
-    /// Creates device `number` and makes `/dev/rloop<number>` appear.
+    /// Creates device `number` and makes `/dev/<name_prefix><number>` appear.
     pub(crate) fn create(
+        name_prefix: &'static str,
         number: u32,
         major: u32,
         part_shift: u32,
         queue_shape: QueueShape,
     ) -> Result<Arc<Self>> {
         let numbers = DiskNumbers {
+            name_prefix,
             major,
             first_minor: number << part_shift,
             minors: 1 << part_shift,
@@ -168,6 +172,7 @@ impl LoopDevice {
         let device = Arc::pin_init(
             try_pin_init!(Self {
                 number,
+                name_prefix,
                 forced_partscan: part_shift != 0,
                 state: AtomicU32::new(State::Unbound as u32),
                 handed_out_at: AtomicI64::new(0),
@@ -260,8 +265,10 @@ impl LoopDevice {
         if let Err(e) = result {
             let name = self.file_name();
             pr_warn!(
-                "rloop{}: partition scan of rloop{} ({}) failed (rc={})\n",
+                "{}{}: partition scan of {}{} ({}) failed (rc={})\n",
+                self.name_prefix,
                 self.number,
+                self.name_prefix,
                 self.number,
                 BStr::from_bytes(until_nul(&name)),
                 e.to_errno()
