@@ -212,6 +212,29 @@ driver_round() {
 # The devices group (B9): udevd runs, as on a real system, and handles every
 # device's uevents; loop_setup_bench waits for it to settle between steps.
 
+# Debian's udev rules give loop* devices a watch (60-block), blkid probes and
+# by-* links (60-persistent-storage) and SYSTEMD_READY=0 while unbound
+# (99-systemd), and name no rloop*: the same rules for rloop*, for the
+# devices group only, so that udevd does the same work for both drivers.
+rloop_udev_rules=/run/udev/rules.d
+install_rloop_udev_rules() {
+	local rules=/usr/lib/udev/rules.d
+	mkdir -p "$rloop_udev_rules"
+	cat >"$rloop_udev_rules/60-rloop-bench-block.rules" <<-'EOF'
+		ACTION!="remove", SUBSYSTEM=="block", KERNEL=="rloop*", OPTIONS+="watch"
+		SUBSYSTEM=="block", KERNEL=="rloop[0-9]*", ENV{DEVTYPE}=="disk", TEST!="loop/backing_file", ENV{SYSTEMD_READY}="0"
+	EOF
+	sed -e 's/^KERNEL!="loop\*|[^"]*"/KERNEL!="rloop*"/' "$rules/60-persistent-storage.rules" \
+		>"$rloop_udev_rules/60-rloop-bench-persistent-storage.rules"
+	grep -q '^KERNEL!="rloop\*"' "$rloop_udev_rules/60-rloop-bench-persistent-storage.rules" ||
+		{ log "could not derive the rloop* persistent-storage rules"; return 1; }
+	udevadm control --reload
+}
+remove_rloop_udev_rules() {
+	rm -f "$rloop_udev_rules"/60-rloop-bench-*.rules
+	udevadm control --reload
+}
+
 devices_round() {
 	local round=$1 driver=$2
 	load_driver "$driver"
@@ -341,6 +364,7 @@ if in_groups devices; then
 	log "devices group: populations $devices_sizes, $devices_samples samples each, udevd running"
 	udevadm settle --timeout=600 || true
 	echo "udevd $(pgrep -c systemd-udevd || echo 0) processes" >>"$BENCH_OUT/session.txt"
+	install_rloop_udev_rules
 	truncate -s 1M "$work/population.img"
 	# Rounds A B B A ... (A = loop.c).
 	for ((i = 0; i < 2 * devices_reps; i++)); do
@@ -350,6 +374,7 @@ if in_groups devices; then
 		round=$((round + 1))
 	done
 	rm -f "$work/population.img"
+	remove_rloop_udev_rules
 fi
 
 # udev's rules probe (open and read) every new or changed loop* device but
