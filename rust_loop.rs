@@ -22,6 +22,7 @@
 //! - `device`: one device's state machine and binding, its configuration
 //!   ioctls, its request execution and its sysfs files.
 //! - `control`: the device registry, the control device and the probe hook.
+//! - `numbers`: sets of device numbers (bitmaps) for the registry's index.
 //! - `fault`: the fault-injection knob.
 //! - `uapi`: the user-space ABI.
 //!
@@ -41,6 +42,8 @@ mod fault;
 #[path = "rust_loop/glue/mod.rs"]
 #[allow(unsafe_code)]
 mod glue;
+#[path = "rust_loop/numbers.rs"]
+mod numbers;
 #[path = "rust_loop/uapi.rs"]
 mod uapi;
 
@@ -247,7 +250,7 @@ impl kernel::InPlaceModule for LoopModule {
                 if major.number() != LOOP_MAJOR {
                     pr_info!("using block major {}\n", major.number());
                 }
-                control::set_major(major.number());
+                control::set_major(major.number())?;
                 major
             },
             _devices: Devices,

@@ -63,6 +63,7 @@ use crate::{
         },
         BlockDevice, OpenMode,
     },
+    numbers::UnboundNumbers,
     uapi::{
         LO_FLAGS_AUTOCLEAR,
         LO_NAME_SIZE, //
@@ -148,6 +149,9 @@ pub(crate) struct LoopDevice {
     #[pin]
     binding: Mutex<Option<Arc<Binding>>>,
     fault: FaultInjector,
+    /// The registry's set of unbound devices, which [`Self::set_state`]
+    /// keeps current for GET_FREE.
+    unbound: Arc<UnboundNumbers>,
     #[pin]
     disk: Disk<LoopDevice>,
 }
@@ -160,6 +164,7 @@ impl LoopDevice {
         major: u32,
         part_shift: u32,
         queue_shape: QueueShape,
+        unbound: Arc<UnboundNumbers>,
     ) -> Result<Arc<Self>> {
         let numbers = DiskNumbers {
             name_prefix,
@@ -180,6 +185,7 @@ impl LoopDevice {
                 control <- new_mutex!(()),
                 binding <- new_mutex!(None),
                 fault: FaultInjector::new(),
+                unbound,
                 disk <- Disk::new(numbers, IoState::unbound(), queue_shape)?,
             }),
             GFP_KERNEL,
@@ -198,6 +204,15 @@ impl LoopDevice {
 
     fn set_state(&self, state: State) {
         self.state.store(state as u32, Ordering::Release);
+        // The state is read again under the set's lock (see
+        // `UnboundNumbers::update`), so racing changes leave it right.
+        self.unbound
+            .update(self.number, || self.state() == State::Unbound);
+    }
+
+    /// Whether no file is bound (GET_FREE's index follows this).
+    pub(crate) fn is_unbound(&self) -> bool {
+        self.state() == State::Unbound
     }
 
     fn flags(&self) -> u32 {
