@@ -5,7 +5,8 @@
 # creates (loop.c since "loop: LOOP_CONFIGURE: send uevents for partitions"):
 # LOOP_CONFIGURE with LO_FLAGS_PARTSCAN (losetup -P), LOOP_SET_STATUS64 that
 # sets PARTSCAN, and, with max_part, LOOP_SET_FD and LOOP_CONFIGURE without
-# the flag. Watched with `udevadm monitor -k -s block/partition`.
+# the flag. Watched with `udevadm monitor -k -s block/partition`; a rescan
+# udev itself triggers afterwards (remove, then add again) is not counted.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -40,8 +41,14 @@ stop_monitor() {
 }
 at_exit stop_monitor
 
-# adds PART: the `add` events seen for partition PART (rloop0p1, ...).
-adds() { grep -c "] add .*/$1 (block)\$" "$events" || true; }
+# adds PART: the `add` events for partition PART (rloop0p1, ...) before the
+# first `remove`. A remove and add of every partition that may follow is
+# udev's own rescan: its inotify watch (Debian's 60-block.rules watch loop*)
+# rereads the table (BLKRRPART) after the writer that bound the device closes.
+adds() {
+	awk -v p="/$1 (block)" '/\] remove /{ exit }
+		index($0, "] add ") && index($0, p) { n++ } END { print n + 0 }' "$events"
+}
 both_seen() { (($(adds "${name}p1") >= 1 && $(adds "${name}p2") >= 1)); }
 # one_add_each WHAT: after WHAT, exactly one add for p1 and one for p2. Waits
 # up to 5 s for them, then 1 s more for a duplicate.
