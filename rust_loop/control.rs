@@ -64,8 +64,9 @@ pub(crate) struct Registry {
 /// vector searched linearly cost quadratic time to add thousands of devices.
 struct Index {
     devices: RBTree<u32, Arc<LoopDevice>>,
-    /// The numbers of `devices` and of devices being created outside the
-    /// lock (see [`add`]): its first gap is the lowest free number.
+    /// The numbers of `devices` and of devices being created or removed
+    /// outside the lock (see [`add`], [`remove`]): its first gap is the
+    /// lowest free number.
     taken: NumberSet,
     /// The numbers of unbound devices, GET_FREE's candidates.
     unbound: Arc<UnboundNumbers>,
@@ -252,10 +253,16 @@ fn remove(arg: usize) -> Result<i32> {
         index.devices.get(&number).ok_or(ENODEV)?.begin_removal()?;
         let device = index.devices.remove(&number).ok_or(ENODEV)?;
         index.unbound.lock().remove(number);
-        index.taken.remove(number);
         device
     };
     device.remove(false);
+    // As in loop.c, the number stays taken until the disk is gone: a probe
+    // (udev opening the node while the disk goes) or an ADD of it meanwhile
+    // gets EEXIST instead of a second `rloopN` clashing with the first in
+    // sysfs. Unload may have taken the index meanwhile.
+    if let Some(index) = REGISTRY.lock().index.as_mut() {
+        index.taken.remove(number);
+    }
     Ok(0)
 }
 
