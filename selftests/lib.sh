@@ -246,6 +246,48 @@ klog_clean_since() {
 	return 1
 }
 
+# run_c_test NAME [UNLOAD_SECONDS]: the wrapper of a C test on
+# kselftest_harness. lib.mk's runner cannot load a module, so this loads the
+# driver under test, runs $BIN_DIR/NAME (its TAP is the output), unloads the
+# driver and checks the kernel log; a problem around the test is a
+# diagnostic line and a failing status. UNLOAD_SECONDS: how long the unload
+# may take after a failed run left many devices behind (default 0: no more
+# than cleanup_driver's own wait). Returns the status to exit with.
+run_c_test() {
+	local name=$1 unload_seconds=${2:-0} status=0 bad
+	if ((EUID != 0)); then
+		ktap_print_header
+		ktap_skip_all "$name loads a module and configures devices: it needs root"
+		return "$KSFT_SKIP"
+	fi
+	klog_mark "begin $name"
+	# A module left behind by an interrupted earlier test was already
+	# reported there.
+	if driver_loaded && ! cleanup_driver; then
+		echo "# $(driver_module_name) is loaded and cannot be unloaded"
+		return 1
+	fi
+	if ! other_driver_absent; then
+		echo "# the other loop driver is loaded: block major 7 is taken"
+		return 1
+	fi
+	if ! load_driver; then
+		echo "# cannot load $(driver_module_path)"
+		return 1
+	fi
+	"$BIN_DIR/$name" || status=1
+	if ! cleanup_driver 2>/dev/null && ! wait_until "$unload_seconds" driver_unloaded; then
+		echo "# cannot unload $(driver_module_name) after the test"
+		status=1
+	fi
+	if ! bad=$(klog_clean_since "begin $name" 2>&1); then
+		echo "# the kernel log shows a bug during $name:"
+		printf '%s\n' "$bad" | tap_diag
+		status=1
+	fi
+	return "$status"
+}
+
 # ---------------------------------------------------------------------------
 # TAP for shell tests. A test calls tap_start_driver_test (or tap_start), then
 # check/require per step. lib.mk's runner nests this TAP under the test's own
