@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "kselftest_harness.h"
+#include "loop_test.h"
 
 /* Devices timed at each end of the population for the scaling check. */
 #define WINDOW 200
@@ -34,26 +35,6 @@
 /* Devices bound for the GET_FREE checks. */
 #define BOUND 48
 
-static const char *prefix(void)
-{
-	const char *p = getenv("LOOP_PREFIX");
-
-	return p && *p ? p : "rloop";
-}
-
-static const char *scratch(void)
-{
-	const char *s = getenv("SCRATCH");
-
-	return s && *s ? s : "/tmp";
-}
-
-static long ioc(int fd, unsigned long cmd, long arg)
-{
-	long ret = ioctl(fd, cmd, arg);
-
-	return ret < 0 ? -errno : ret;
-}
 
 static double now(void)
 {
