@@ -120,21 +120,30 @@ size_is() { equals "$(blockdev --getsize64 "$1")" "$2" "size of $1"; }
 # (status 124), showing the kernel stacks of it and its children and every
 # block device with requests in flight: a task stuck in the kernel cannot be
 # killed, and waiting for it would hang the whole suite (and lose the log).
+# COMMAND's output goes through files, shown once it ends or is given up on:
+# a task left running must not hold the caller's pipe open (a `check` or a
+# $(...) would wait for it and the bound would not hold).
 bounded() {
-	local limit=$1 pid deadline
+	local limit=$1 pid deadline out err status=0
 	shift
-	"$@" &
+	out=$(mktemp "$SCRATCH/bounded.XXXXXX") err=$(mktemp "$SCRATCH/bounded.XXXXXX")
+	"$@" >"$out" 2>"$err" &
 	pid=$!
 	deadline=$((SECONDS + limit))
 	while kill -0 "$pid" 2>/dev/null; do
 		if ((SECONDS >= deadline)); then
 			echo "still running after ${limit}s, stuck in the kernel? $*" >&2
 			show_stuck "$pid" >&2
-			return 124
+			status=124
+			break
 		fi
 		sleep 0.1
 	done
-	wait "$pid"
+	((status)) || wait "$pid" || status=$?
+	cat "$out"
+	cat "$err" >&2
+	rm -f "$out" "$err"
+	return "$status"
 }
 
 # show_stuck PID: the kernel stacks of PID, its children and grandchildren
@@ -213,11 +222,15 @@ cleanup_driver() {
 	return 1
 }
 
-# unload_attempt: one rmmod, bounded in time. An rmmod that outlives its
-# bound (a slow module exit under TCG) may still finish: success is the
-# module being gone, not rmmod's status.
+# unload_attempt: one rmmod (after udev settles), bounded in time. An rmmod
+# that outlives its bound (a slow module exit under TCG) may still finish:
+# success is the module being gone, not rmmod's status. A bound that runs
+# out prints the stacks of what is stuck; rmmod's "in use" while udev still
+# holds a node is retried quietly.
 unload_attempt() {
-	driver_unloaded || bounded 20 unload_driver 2>/dev/null || driver_unloaded
+	driver_unloaded && return 0
+	bounded 120 unload_driver 2>&1 | grep -v "is in use" >&2 || true
+	driver_unloaded
 }
 
 # show_module_users: why the driver's module cannot be unloaded — whether it
@@ -227,7 +240,13 @@ show_module_users() {
 	local mod fd target
 	mod=$(driver_module_name)
 	{
-		echo "loaded: $(driver_loaded && echo yes || echo no), refcnt $(cat "/sys/module/$mod/refcnt" 2>/dev/null), holders: $(ls "/sys/module/$mod/holders" 2>/dev/null)"
+		echo "loaded: $(driver_loaded && echo yes || echo no) ($(cat "/sys/module/$mod/initstate" 2>/dev/null)), refcnt $(cat "/sys/module/$mod/refcnt" 2>/dev/null), holders: $(ls "/sys/module/$mod/holders" 2>/dev/null)"
+		# A module exit in progress (initstate "going") or udev still busy.
+		for fd in $(pgrep -x rmmod || true) $(pgrep -x "(udev-worker)" || true) $(pgrep -x systemd-udevd || true); do
+			echo "$(cat "/proc/$fd/comm" 2>/dev/null) $fd in $(cat "/proc/$fd/wchan" 2>/dev/null):"
+			sed 's/^/  /' "/proc/$fd/stack" 2>/dev/null
+		done
+		echo "udev queue: $(udevadm settle --timeout=0 >/dev/null 2>&1 && echo empty || echo busy)"
 		for fd in /proc/[0-9]*/fd/*; do
 			target=$(readlink "$fd" 2>/dev/null) || continue
 			[[ $target == "/dev/${LOOP_PREFIX}"* ]] || continue
@@ -329,14 +348,20 @@ tap_not_ok() { local -; set -f; ktap_test_fail "$1"; }
 tap_skip() { local -; set -f; ktap_print_msg "$1: $2"; ktap_test_skip "$1"; }
 
 # check DESCRIPTION COMMAND... : run COMMAND (in a subshell), report it, go on.
+# Each step is marked in the kernel log, so that its lines can be placed
+# between steps, and a step that fails says how long it ran.
 check() {
-	local desc=$1 out
+	local desc=$1 out start=$SECONDS
 	shift
+	echo "rust_loop-selftests: ${TAP_NAME:-}: $desc" >/dev/kmsg 2>/dev/null || true
 	if out=$("$@" 2>&1); then
 		tap_ok "$desc"
 	else
 		tap_not_ok "$desc"
-		{ echo "command: $*"; [[ -z $out ]] || printf '%s\n' "$out"; } | tap_diag
+		{
+			echo "command: $* (failed after $((SECONDS - start)) s)"
+			[[ -z $out ]] || printf '%s\n' "$out"
+		} | tap_diag
 	fi
 	return 0
 }
