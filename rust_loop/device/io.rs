@@ -28,8 +28,10 @@ use crate::glue::{
         },
         BlkStatus,
         Dispatch,
+        ReadStart,
         ReqOp,
-        Request, //
+        Request,
+        RequestOutcome, //
     },
 };
 use kernel::{
@@ -68,17 +70,41 @@ impl LoopDevice {
         }
     }
 
-    /// Runs a deferred request in a worker and returns its status
-    /// ([`glue::DiskOps::handle_request`]).
-    pub(super) fn run_request(&self, io: &IoState, rq: &Request) -> BlkStatus {
+    /// Runs a deferred request in a worker ([`glue::DiskOps::handle_request`]).
+    pub(super) fn run_request(&self, io: &IoState, rq: &Request) -> RequestOutcome {
         let Some(binding) = io.binding.as_ref() else {
             rq.set_quiet();
-            return BLK_STS_IOERR;
+            return RequestOutcome::Done(BLK_STS_IOERR);
         };
         let op = rq.op();
         if self.fault.should_fail(op) {
-            return BLK_STS_IOERR;
+            return RequestOutcome::Done(BLK_STS_IOERR);
         }
+        // Direct reads go asynchronous, as loop.c's do: the worker moves on
+        // while the disk works. Anything but a whole read (an error, the end
+        // of the file) runs again below, synchronously, which reports it.
+        if op == ReqOp::Read && io.direct_io && !rq.async_read_failed() {
+            let start =
+                file_position(binding, rq).and_then(|pos| binding.file.start_direct_read(rq, pos));
+            match start {
+                Ok(ReadStart::Queued(in_flight)) => return RequestOutcome::ReadInFlight(in_flight),
+                Ok(ReadStart::Done(bytes)) if bytes as u64 == rq.bytes() => {
+                    return RequestOutcome::Done(BLK_STS_OK)
+                }
+                _ => {}
+            }
+        }
+        RequestOutcome::Done(self.run_synchronously(binding, io, rq, op))
+    }
+
+    /// Runs a request to its end in the worker and returns its status.
+    fn run_synchronously(
+        &self,
+        binding: &Binding,
+        io: &IoState,
+        rq: &Request,
+        op: ReqOp,
+    ) -> BlkStatus {
         match execute(binding, io, rq, op) {
             Ok(()) => BLK_STS_OK,
             // As loop.c: reads and writes report the backing file's error

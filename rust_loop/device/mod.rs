@@ -46,7 +46,6 @@ use crate::{
     fault::FaultInjector,
     glue::{
         mq::{
-            BlkStatus,
             Disk,
             DiskNumbers,
             DiskOps,
@@ -54,7 +53,8 @@ use crate::{
             OpenMutexHeld,
             OpenMutexToken,
             QueueShape,
-            Request, //
+            Request,
+            RequestOutcome, //
         },
         BlockDevice, OpenMode,
     },
@@ -352,7 +352,7 @@ impl DiskOps for LoopDevice {
         self.dispatch(io, rq)
     }
 
-    fn handle_request(&self, io: &IoState, rq: &Request) -> BlkStatus {
+    fn handle_request(&self, io: &IoState, rq: &Request) -> RequestOutcome {
         self.run_request(io, rq)
     }
 }
