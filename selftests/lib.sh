@@ -2,17 +2,23 @@
 # shellcheck shell=bash
 # Shared helpers for the shell tests. Sourced by every *_test.sh.
 #
-# LOOP_PREFIX selects the driver under test: "rloop" (rust_loop.ko, default)
-# or "loop" (loop.c's loop.ko, for comparison). Both are loaded explicitly:
-# the VM boots with modprobe.blacklist=loop.
+# LOOP_PREFIX selects the node names under test, LOOP_DRIVER the module:
+#   LOOP_PREFIX=rloop (default)              rust_loop.ko, /dev/rloopN
+#   LOOP_PREFIX=loop                         loop.c's loop.ko, /dev/loopN
+#   LOOP_PREFIX=loop LOOP_DRIVER=rust_loop   rust_loop.ko drop_in=1, /dev/loopN
+# LOOP_DRIVER defaults to the module that owns the prefix. Modules are loaded
+# explicitly: the VM boots with modprobe.blacklist=loop. RUST_LOOP_KO
+# overrides the path of rust_loop.ko (e.g. an older build, to show a test
+# failing on it).
 
 LOOP_PREFIX=${LOOP_PREFIX:-rloop}
+LOOP_DRIVER=${LOOP_DRIVER:-}
 REPO_DIR=${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 SCRATCH=${SCRATCH:-/tmp}
 # Programs built by the Makefile (exported by it; a plain in-tree build puts
 # them beside this file).
 BIN_DIR=${LOOP_TEST_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
-export LOOP_PREFIX SCRATCH BIN_DIR
+export LOOP_PREFIX LOOP_DRIVER SCRATCH BIN_DIR
 
 # Lines in the kernel log that show a kernel bug (vm/run.sh reads the same file).
 BAD_KLOG_PATTERN=$(grep -v "^#" "$(dirname "${BASH_SOURCE[0]}")/bad_klog_pattern")
@@ -23,22 +29,32 @@ loop_ctl() { echo "/dev/${LOOP_PREFIX}-control"; }
 # loop_sys N -> /sys/block/<prefix>N
 loop_sys() { echo "/sys/block/${LOOP_PREFIX}$1"; }
 
-driver_module_name() { [[ $LOOP_PREFIX == rloop ]] && echo rust_loop || echo loop; }
-driver_module_path() {
-	if [[ $LOOP_PREFIX == rloop ]]; then
+# The module under test (derived from LOOP_PREFIX each time: tests switch
+# prefixes with a local LOOP_PREFIX).
+driver_module_name() {
+	if [[ -n $LOOP_DRIVER ]]; then
+		echo "$LOOP_DRIVER"
+	elif [[ $LOOP_PREFIX == rloop ]]; then
+		echo rust_loop
+	else
+		echo loop
+	fi
+}
+module_path() {
+	if [[ $1 == rust_loop ]]; then
 		echo "${RUST_LOOP_KO:-$REPO_DIR/rust_loop.ko}"
 	else
 		echo "$KBUILD_DIR/drivers/block/loop.ko"
 	fi
 }
+driver_module_path() { module_path "$(driver_module_name)"; }
+# rust_loop under loop.c's names.
+drop_in_mode() { [[ $(driver_module_name) == rust_loop && $LOOP_PREFIX == loop ]]; }
 driver_loaded() { [[ -d /sys/module/$(driver_module_name) ]]; }
 driver_unloaded() { ! driver_loaded; }
+other_module_name() { [[ $(driver_module_name) == rust_loop ]] && echo loop || echo rust_loop; }
 # Both drivers want block major 7: the one not under test must be absent.
-other_driver_absent() {
-	local other=loop
-	[[ $LOOP_PREFIX == rloop ]] || other=rust_loop
-	[[ ! -d /sys/module/$other ]]
-}
+other_driver_absent() { [[ ! -d /sys/module/$(other_module_name) ]]; }
 
 # note_module_text: append "name text-address size init-text-address" of the
 # driver just loaded to $SCRATCH/module-text.log: after the unload, kmemleak
@@ -52,9 +68,11 @@ note_module_text() {
 	echo "$name $addr $size $init" >>"$SCRATCH/module-text.log"
 }
 
-# load_driver [module parameters...]
+# load_driver [module parameters...] (drop-in mode adds drop_in=1)
 load_driver() {
-	insmod "$(driver_module_path)" "$@" || return 1
+	local drop_in=()
+	drop_in_mode && drop_in=(drop_in=1)
+	insmod "$(driver_module_path)" "${drop_in[@]}" "$@" || return 1
 	note_module_text
 	udevadm settle 2>/dev/null || true
 	local _
@@ -226,6 +244,48 @@ klog_clean_since() {
 	bad=$(klog_since "$1" | grep -E "$BAD_KLOG_PATTERN") || return 0
 	printf '%s\n' "$bad" | head -40 >&2
 	return 1
+}
+
+# run_c_test NAME [UNLOAD_SECONDS]: the wrapper of a C test on
+# kselftest_harness. lib.mk's runner cannot load a module, so this loads the
+# driver under test, runs $BIN_DIR/NAME (its TAP is the output), unloads the
+# driver and checks the kernel log; a problem around the test is a
+# diagnostic line and a failing status. UNLOAD_SECONDS: how long the unload
+# may take after a failed run left many devices behind (default 0: no more
+# than cleanup_driver's own wait). Returns the status to exit with.
+run_c_test() {
+	local name=$1 unload_seconds=${2:-0} status=0 bad
+	if ((EUID != 0)); then
+		ktap_print_header
+		ktap_skip_all "$name loads a module and configures devices: it needs root"
+		return "$KSFT_SKIP"
+	fi
+	klog_mark "begin $name"
+	# A module left behind by an interrupted earlier test was already
+	# reported there.
+	if driver_loaded && ! cleanup_driver; then
+		echo "# $(driver_module_name) is loaded and cannot be unloaded"
+		return 1
+	fi
+	if ! other_driver_absent; then
+		echo "# the other loop driver is loaded: block major 7 is taken"
+		return 1
+	fi
+	if ! load_driver; then
+		echo "# cannot load $(driver_module_path)"
+		return 1
+	fi
+	"$BIN_DIR/$name" || status=1
+	if ! cleanup_driver 2>/dev/null && ! wait_until "$unload_seconds" driver_unloaded; then
+		echo "# cannot unload $(driver_module_name) after the test"
+		status=1
+	fi
+	if ! bad=$(klog_clean_since "begin $name" 2>&1); then
+		echo "# the kernel log shows a bug during $name:"
+		printf '%s\n' "$bad" | tap_diag
+		status=1
+	fi
+	return "$status"
 }
 
 # ---------------------------------------------------------------------------
