@@ -223,19 +223,6 @@ devices_round() {
 disk_fs=(ext4 xfs)
 disk_size=256M
 
-# disk_by_serial SERIAL -> /dev/vdX, the virtio disk vm/run.sh attached.
-disk_by_serial() {
-	local serial
-	for serial in /sys/block/vd*/serial; do
-		[[ -r $serial && $(<"$serial") == "$1" ]] || continue
-		serial=${serial%/serial}
-		echo "/dev/${serial##*/}"
-		return 0
-	done
-	log "no virtio disk with serial '$1' (vm/run.sh --disk)" >&2
-	return 1
-}
-
 disk_image() { echo "$work/disk-$1/bench.img"; }
 
 # Cold caches: write back, then drop the clean page cache.
@@ -355,41 +342,37 @@ fi
 udevadm settle 2>/dev/null || true
 udevadm control --exit 2>/dev/null || true
 
+# abba_rounds REPS LABEL RAW_ROUND DRIVER_ROUND: REPS rounds per driver in
+# the order A B B A ... (A = loop.c), a raw round before every fourth;
+# numbers them on from $round.
+abba_rounds() {
+	local reps=$1 label=$2 raw=$3 driver_round=$4 i driver
+	for ((i = 0; i < 2 * reps; i++)); do
+		if ((i % 4 == 0)); then
+			log "round $round: ${label}raw backing file"
+			"$raw" "$round"
+			round=$((round + 1))
+		fi
+		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
+		log "round $round: $label$driver"
+		"$driver_round" "$round" "$driver"
+		round=$((round + 1))
+	done
+}
+
 if in_groups tmpfs; then
 	log "tmpfs group: filling the backing files ($data_size of random data each)"
 	head -c "$data_size" /dev/urandom >"$work/dio.img"
 	cp "$work/dio.img" "$work/buf.img"
 	head -c 32M "$work/dio.img" >"$work/small.img"
 
-	# Rounds A B B A ... (A = loop.c), a raw round before every fourth.
-	for ((i = 0; i < 2 * reps; i++)); do
-		if ((i % 4 == 0)); then
-			log "round $round: raw backing file"
-			raw_round "$round"
-			round=$((round + 1))
-		fi
-		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
-		log "round $round: $driver"
-		driver_round "$round" "$driver"
-		round=$((round + 1))
-	done
+	abba_rounds "$reps" "" raw_round driver_round
 	rm -f "$work/dio.img" "$work/buf.img" "$work/small.img"
 fi
 
 if in_groups disk; then
 	disk_setup
-	# Rounds A B B A ... (A = loop.c), a raw round before every fourth.
-	for ((i = 0; i < 2 * disk_reps; i++)); do
-		if ((i % 4 == 0)); then
-			log "round $round: disk group, raw backing files"
-			disk_raw_round "$round"
-			round=$((round + 1))
-		fi
-		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
-		log "round $round: disk group, $driver"
-		disk_driver_round "$round" "$driver"
-		round=$((round + 1))
-	done
+	abba_rounds "$disk_reps" "disk group, " disk_raw_round disk_driver_round
 	disk_teardown
 fi
 log "done: $round rounds"

@@ -158,15 +158,21 @@ show_stuck() {
 # /dev/vdX, found by the serial the runner passes in SCRATCH_DISK_SERIAL.
 # The tests that need real storage fail without it: tmpfs is not real storage.
 scratch_disk() {
-	local serial
 	[[ -n ${SCRATCH_DISK_SERIAL:-} ]] || { echo "SCRATCH_DISK_SERIAL is not set" >&2; return 1; }
+	disk_by_serial "$SCRATCH_DISK_SERIAL"
+}
+
+# disk_by_serial SERIAL -> /dev/vdX: the virtio disk vm/run.sh attached with
+# --disk SERIAL:SIZE.
+disk_by_serial() {
+	local serial
 	for serial in /sys/block/vd*/serial; do
-		[[ -r $serial && $(<"$serial") == "$SCRATCH_DISK_SERIAL" ]] || continue
+		[[ -r $serial && $(<"$serial") == "$1" ]] || continue
 		serial=${serial%/serial}
 		echo "/dev/${serial##*/}"
 		return 0
 	done
-	echo "no virtio disk with serial $SCRATCH_DISK_SERIAL: run the VM with vm/run.sh --disk" >&2
+	echo "no virtio disk with serial '$1': run the VM with vm/run.sh --disk" >&2
 	return 1
 }
 
@@ -202,20 +208,26 @@ cleanup_driver() {
 	done
 	# udev may still hold a device open for a moment after its last event;
 	# deferred fputs of a device that backed another one come later still.
-	wait_until 30 bounded 20 unload_driver 2>/dev/null && return 0
+	wait_until 30 unload_attempt && return 0
 	show_module_users
 	return 1
 }
 
-# show_module_users: why the driver's module cannot be unloaded — rmmod's
-# own message, its reference count and holders, and every process that has
-# one of its nodes open.
+# unload_attempt: one rmmod, bounded in time. An rmmod that outlives its
+# bound (a slow module exit under TCG) may still finish: success is the
+# module being gone, not rmmod's status.
+unload_attempt() {
+	driver_unloaded || bounded 20 unload_driver 2>/dev/null || driver_unloaded
+}
+
+# show_module_users: why the driver's module cannot be unloaded — whether it
+# is still loaded, its reference count and holders, and every process that
+# has one of its nodes open. It only looks: no unload attempt of its own.
 show_module_users() {
 	local mod fd target
 	mod=$(driver_module_name)
 	{
-		rmmod "$mod" 2>&1 | sed 's/^/rmmod: /'
-		echo "refcnt $(cat "/sys/module/$mod/refcnt" 2>/dev/null), holders: $(ls "/sys/module/$mod/holders" 2>/dev/null)"
+		echo "loaded: $(driver_loaded && echo yes || echo no), refcnt $(cat "/sys/module/$mod/refcnt" 2>/dev/null), holders: $(ls "/sys/module/$mod/holders" 2>/dev/null)"
 		for fd in /proc/[0-9]*/fd/*; do
 			target=$(readlink "$fd" 2>/dev/null) || continue
 			[[ $target == "/dev/${LOOP_PREFIX}"* ]] || continue

@@ -33,6 +33,11 @@ mount_by_uuid() {
 # by-label links and mount UUID=.
 fs_links() {
 	local node=$1 label=$2 uuid
+	# The attach's own change event: while udev handles it, the node's
+	# inotify watch is off, and a mkfs that closes the node then goes
+	# unseen (loop.c's loopN race the same way). A user's script settles
+	# after losetup for the same reason.
+	udevadm settle
 	require "mkfs.ext4 -L $label ${node#/dev/}" mkfs.ext4 -q -F -L "$label" "$node"
 	uuid=$(blkid -p -s UUID -o value "$node")
 	check "by-uuid link of ${node#/dev/}" link_is "/dev/disk/by-uuid/$uuid" "$node"
