@@ -26,9 +26,9 @@ use crate::glue::{
             BLK_STS_NOTSUPP,
             BLK_STS_OK, //
         },
+        AsyncStart,
         BlkStatus,
         Dispatch,
-        ReadStart,
         ReqOp,
         Request,
         RequestOutcome, //
@@ -83,12 +83,12 @@ impl LoopDevice {
         // Direct reads go asynchronous, as loop.c's do: the worker moves on
         // while the disk works. Anything but a whole read (an error, the end
         // of the file) runs again below, synchronously, which reports it.
-        if op == ReqOp::Read && io.direct_io && !rq.async_read_failed() {
+        if op == ReqOp::Read && io.direct_io && !rq.async_io_failed() {
             let start =
                 file_position(binding, rq).and_then(|pos| binding.file.start_direct_read(rq, pos));
             match start {
-                Ok(ReadStart::Queued(in_flight)) => return RequestOutcome::ReadInFlight(in_flight),
-                Ok(ReadStart::Done(bytes)) if bytes as u64 == rq.bytes() => {
+                Ok(AsyncStart::Queued(in_flight)) => return RequestOutcome::InFlight(in_flight),
+                Ok(AsyncStart::Done(bytes)) if bytes as u64 == rq.bytes() => {
                     return RequestOutcome::Done(BLK_STS_OK)
                 }
                 _ => {}

@@ -7,9 +7,9 @@
 //! C header: [`include/linux/blk-mq.h`](srctree/include/linux/blk-mq.h)
 
 use super::{
-    async_read::{
-        AsyncRead,
-        ReadInFlight, //
+    async_io::{
+        AsyncIo,
+        IoInFlight, //
     },
     gen_disk::{
         self,
@@ -87,7 +87,7 @@ pub(crate) trait DiskOps: Send + Sync + Sized + 'static {
     /// Runs a request that `queue_rq` deferred, in a worker: returns the
     /// status it ends with, or that its read is in flight. A request whose
     /// asynchronous read came back short or failed runs here a second time
-    /// ([`Request::async_read_failed`]).
+    /// ([`Request::async_io_failed`]).
     fn handle_request(&self, io: &Self::IoState, rq: &Request) -> RequestOutcome;
 }
 
@@ -96,7 +96,7 @@ pub(crate) enum RequestOutcome {
     /// It is done: end it with this status.
     Done(BlkStatus),
     /// Its asynchronous read is in flight; the read's completion ends it.
-    ReadInFlight(ReadInFlight),
+    InFlight(IoInFlight),
 }
 
 /// What `queue_rq` does with a request.
@@ -254,7 +254,7 @@ impl<T: DiskOps> DiskVTable<T> {
         };
         // SAFETY: The PDU is writable and its read state not yet initialised:
         // written without dropping the old bytes.
-        unsafe { (&raw mut (*pdu).read).write(AsyncRead::idle()) };
+        unsafe { (&raw mut (*pdu).async_io).write(AsyncIo::idle()) };
         0
     }
 
@@ -300,7 +300,7 @@ impl<T: DiskOps> DiskVTable<T> {
         };
         let pdu = request.pdu();
         // SAFETY: The request was just started: nothing else uses its PDU.
-        unsafe { (*pdu).read.start() };
+        unsafe { (*pdu).async_io.start() };
         // SAFETY: The work item was initialised by `init_request_callback`
         // and is not pending (the request was just started); it lives in the
         // PDU of the request, which stays in flight until the work item ends
@@ -344,12 +344,12 @@ impl<T: DiskOps> DiskVTable<T> {
                 unsafe { bindings::blk_mq_end_request(request.as_raw(), status) };
             }
             // The request is the completion's now: not a word more of it here.
-            RequestOutcome::ReadInFlight(_) => {}
+            RequestOutcome::InFlight(_) => {}
         }
     }
 
     /// `->complete`: a request's asynchronous read completed (blk-mq calls
-    /// this for `blk_mq_complete_request` in `async_read.rs`, in interrupt or
+    /// this for `blk_mq_complete_request` in `async_io.rs`, in interrupt or
     /// softirq context). A read of the whole request ends it; any other
     /// result runs it again, synchronously, from its work item, which then
     /// reports the error or the end of the file as the synchronous path does.
@@ -363,7 +363,7 @@ impl<T: DiskOps> DiskVTable<T> {
         let request = unsafe { Request::from_raw(rq) };
         let pdu = request.pdu();
         // SAFETY: The read completed: nothing else uses the PDU.
-        let whole = unsafe { (*pdu).read.finish() };
+        let whole = unsafe { (*pdu).async_io.finish() };
         if !whole {
             // SAFETY: The work item is initialised and not pending (it ran,
             // and returned without touching the request once the read

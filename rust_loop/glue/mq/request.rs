@@ -5,7 +5,7 @@
 //!
 //! C header: [`include/linux/blk-mq.h`](srctree/include/linux/blk-mq.h)
 
-use super::async_read::AsyncRead;
+use super::async_io::AsyncIo;
 use core::{
     marker::PhantomData,
     mem::MaybeUninit,
@@ -47,7 +47,7 @@ pub(crate) fn error_status(error: Error) -> BlkStatus {
 #[repr(C)]
 pub(crate) struct RequestPdu {
     pub(crate) work: bindings::work_struct,
-    pub(crate) read: AsyncRead,
+    pub(crate) async_io: AsyncIo,
 }
 
 /// The operation of a request.
@@ -104,9 +104,9 @@ impl Request {
     }
 
     /// The asynchronous read state in the request's PDU.
-    pub(in crate::glue) fn pdu_read(&self) -> *mut AsyncRead {
+    pub(in crate::glue) fn pdu_async_io(&self) -> *mut AsyncIo {
         // SAFETY: `pdu` points at the valid PDU of this request.
-        unsafe { &raw mut (*self.pdu()).read }
+        unsafe { &raw mut (*self.pdu()).async_io }
     }
 
     /// The operation (`req_op`).

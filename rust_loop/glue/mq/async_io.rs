@@ -33,7 +33,7 @@ use kernel::{
 
 /// The state of a request's asynchronous read, in its PDU.
 #[repr(C)]
-pub(crate) struct AsyncRead {
+pub(crate) struct AsyncIo {
     kiocb: bindings::kiocb,
     /// The bvec table gathered for a request of several bios, kept until the
     /// read completes: the lower bios may use it as their own
@@ -53,7 +53,7 @@ pub(crate) struct AsyncRead {
     users: AtomicU32,
 }
 
-impl AsyncRead {
+impl AsyncIo {
     /// The state of a request that has no asynchronous read.
     pub(in crate::glue) const fn idle() -> Self {
         Self {
@@ -71,15 +71,15 @@ impl AsyncRead {
     ///
     /// # Safety
     ///
-    /// `read` is the read state of a request whose read was queued, and the
-    /// caller is one of its two users, dropping its use once.
-    unsafe fn put_user(read: *mut Self) {
+    /// `io` is the asynchronous I/O state of a request whose read was
+    /// queued, and the caller is one of its two users, dropping its use once.
+    unsafe fn put_user(io: *mut Self) {
         // SAFETY: The request is in flight until its last user is gone.
-        if unsafe { (*read).users.fetch_sub(1, Ordering::AcqRel) } != 1 {
+        if unsafe { (*io).users.fetch_sub(1, Ordering::AcqRel) } != 1 {
             return;
         }
-        // SAFETY: `read` is the `read` field of a `RequestPdu`.
-        let pdu = unsafe { kernel::container_of!(read, RequestPdu, read) };
+        // SAFETY: `io` is the `async_io` field of a `RequestPdu`.
+        let pdu = unsafe { kernel::container_of!(io, RequestPdu, async_io) };
         // SAFETY: `pdu` is the PDU of a started request.
         let rq = unsafe { bindings::blk_mq_rq_from_pdu(pdu.cast::<c_void>()) };
         // SAFETY: The request is started, not ended, and its completion is
@@ -103,25 +103,25 @@ impl AsyncRead {
 }
 
 /// How a direct read started.
-pub(crate) enum ReadStart {
+pub(crate) enum AsyncStart {
     /// In flight: the request ends when the read completes.
-    Queued(ReadInFlight),
+    Queued(IoInFlight),
     /// Done already, with this many bytes read.
     Done(usize),
 }
 
 /// Proof that a request's read is in flight, so that its work item must
 /// neither end it nor touch it again: only the glue makes one.
-pub(crate) struct ReadInFlight(());
+pub(crate) struct IoInFlight(());
 
 impl Request {
     /// An asynchronous read of this request came back short or failed: run
     /// it synchronously instead (the worker's second run of it).
-    pub(crate) fn async_read_failed(&self) -> bool {
+    pub(crate) fn async_io_failed(&self) -> bool {
         // SAFETY: The driver owns the started request; its PDU is a
         // `RequestPdu`, written by the completion before it queued the work
         // item that now runs (`queue_work` orders the two).
-        unsafe { (*self.pdu()).read.retry_sync }
+        unsafe { (*self.pdu()).async_io.retry_sync }
     }
 }
 
@@ -129,26 +129,26 @@ impl BackingFile {
     /// Starts reading the whole of `rq` from position `pos` with direct I/O
     /// and a completion callback. The caller runs with `PF_MEMALLOC_NOIO`
     /// (see [`Request::data`]).
-    pub(crate) fn start_direct_read(&self, rq: &Request, pos: u64) -> Result<ReadStart> {
+    pub(crate) fn start_direct_read(&self, rq: &Request, pos: u64) -> Result<AsyncStart> {
         let pos = i64::try_from(pos).map_err(|_| EINVAL)?;
         let (mut iter, ioprio, expected, gathered) = rq.data(false)?.into_parts();
-        let read = rq.pdu_read();
+        let io = rq.pdu_async_io();
         // SAFETY: The driver owns the started request and its PDU; no read of
         // it is in flight (a request's work item starts at most one, and only
         // while no other runs). The table moves into the PDU before the read
         // starts, so the completion always finds it there; moving the vector
         // does not move the buffer `iter` points into.
         unsafe {
-            let kiocb = &mut (*read).kiocb;
+            let kiocb = &mut (*io).kiocb;
             *kiocb = pin_init::zeroed();
             kiocb.ki_filp = self.raw();
             kiocb.ki_flags = bindings::IOCB_DIRECT as c_int;
             kiocb.ki_pos = pos;
             kiocb.ki_ioprio = ioprio;
             kiocb.ki_complete = Some(read_complete);
-            (*read).gathered = gathered;
-            (*read).expected = expected;
-            (*read).users.store(2, Ordering::SeqCst);
+            (*io).gathered = gathered;
+            (*io).expected = expected;
+            (*io).users.store(2, Ordering::SeqCst);
         }
         // SAFETY: `file` is valid while the binding holds it, and the binding
         // outlives the request (it left no I/O state yet); the kiocb lives in
@@ -157,37 +157,37 @@ impl BackingFile {
         // valid for the call and the pages it describes are pinned by the
         // request in flight.
         let ret =
-            unsafe { bindings::vfs_iocb_iter_read(self.raw(), &raw mut (*read).kiocb, &mut iter) };
+            unsafe { bindings::vfs_iocb_iter_read(self.raw(), &raw mut (*io).kiocb, &mut iter) };
         if ret == -(bindings::EIOCBQUEUED as isize) {
             // SAFETY: Queued, and this is the submitter's one put. From here
             // on the request is the completion's (it may even have ended).
-            unsafe { AsyncRead::put_user(read) };
-            return Ok(ReadStart::Queued(ReadInFlight(())));
+            unsafe { AsyncIo::put_user(io) };
+            return Ok(AsyncStart::Queued(IoInFlight(())));
         }
         // SAFETY: The read did not queue: no completion runs for it, and the
         // PDU is ours again.
-        unsafe { (*read).gathered = None };
+        unsafe { (*io).gathered = None };
         if ret < 0 {
             return Err(Error::from_errno(ret as i32));
         }
-        Ok(ReadStart::Done(ret as usize))
+        Ok(AsyncStart::Done(ret as usize))
     }
 }
 
 /// `ki_complete` of a request's read, called by the backing file system,
 /// often in interrupt context: records the result; the request completes
-/// once the submitter is done with the kiocb too (see `AsyncRead::users`).
+/// once the submitter is done with the kiocb too (see `AsyncIo::users`).
 ///
 /// # Safety
 ///
 /// Only called once by the file system, for a kiocb that
 /// [`BackingFile::start_direct_read`] queued.
 unsafe extern "C" fn read_complete(kiocb: *mut bindings::kiocb, result: c_long) {
-    // SAFETY: The kiocb is the one inside an `AsyncRead`, inside the PDU of
+    // SAFETY: The kiocb is the one inside an `AsyncIo`, inside the PDU of
     // a request still in flight.
-    let read = unsafe { kernel::container_of!(kiocb, AsyncRead, kiocb) };
+    let io = unsafe { kernel::container_of!(kiocb, AsyncIo, kiocb) };
     // SAFETY: As above; the submitter does not touch `result`.
-    unsafe { (*read).result = result };
+    unsafe { (*io).result = result };
     // SAFETY: The read was queued; this is the completion's one put.
-    unsafe { AsyncRead::put_user(read) };
+    unsafe { AsyncIo::put_user(io) };
 }
