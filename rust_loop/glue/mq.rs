@@ -6,7 +6,7 @@
 //! - [`gen_disk`]: the disk and the I/O state its requests read.
 //! - [`tag_set`]: the tag set its requests come from.
 //! - [`request`]: a request, its bios and bvecs, its status.
-//! - [`async_io`]: a request's asynchronous direct read.
+//! - [`async_io`]: a request's asynchronous direct read or write.
 //! - [`limits`]: queue limits updates and queue freezes.
 //! - [`operations`]: the [`DiskOps`] trait and the C vtables that call it.
 //!

@@ -85,9 +85,10 @@ pub(crate) trait DiskOps: Send + Sync + Sized + 'static {
     fn queue_rq(&self, io: &Self::IoState, rq: &Request) -> Dispatch;
 
     /// Runs a request that `queue_rq` deferred, in a worker: returns the
-    /// status it ends with, or that its read is in flight. A request whose
-    /// asynchronous read came back short or failed runs here a second time
-    /// ([`Request::async_io_failed`]).
+    /// status it ends with, or that its read or write is in flight. A request
+    /// whose asynchronous I/O came back short or failed runs here a second
+    /// time ([`Request::async_io_failed`]), from the I/O workqueue: only a
+    /// request deferred with [`Dispatch::Defer`] may go in flight.
     fn handle_request(&self, io: &Self::IoState, rq: &Request) -> RequestOutcome;
 }
 
@@ -95,7 +96,8 @@ pub(crate) trait DiskOps: Send + Sync + Sized + 'static {
 pub(crate) enum RequestOutcome {
     /// It is done: end it with this status.
     Done(BlkStatus),
-    /// Its asynchronous read is in flight; the read's completion ends it.
+    /// Its asynchronous read or write is in flight; the I/O's completion
+    /// ends it.
     InFlight(IoInFlight),
 }
 
@@ -252,7 +254,7 @@ impl<T: DiskOps> DiskVTable<T> {
                 kernel::static_lock_class!().as_ptr(),
             )
         };
-        // SAFETY: The PDU is writable and its read state not yet initialised:
+        // SAFETY: The PDU is writable and its I/O state not yet initialised:
         // written without dropping the old bytes.
         unsafe { (&raw mut (*pdu).async_io).write(AsyncIo::idle()) };
         0
@@ -333,7 +335,7 @@ impl<T: DiskOps> DiskVTable<T> {
             let _charged_to_issuer = BlkcgAssociation::of_request(&request);
             // SAFETY: `queue_rq_callback` entered the state for this request
             // and deferred it without leaving; it leaves below, after the
-            // last use, or the read's completion does.
+            // last use, or the I/O's completion does.
             let io = unsafe { owner.disk().entered_io_state() };
             owner.handle_request(io, &request)
         };
@@ -348,27 +350,29 @@ impl<T: DiskOps> DiskVTable<T> {
         }
     }
 
-    /// `->complete`: a request's asynchronous read completed (blk-mq calls
-    /// this for `blk_mq_complete_request` in `async_io.rs`, in interrupt or
-    /// softirq context). A read of the whole request ends it; any other
-    /// result runs it again, synchronously, from its work item, which then
-    /// reports the error or the end of the file as the synchronous path does.
+    /// `->complete`: a request's asynchronous read or write completed
+    /// (blk-mq calls this for `blk_mq_complete_request` in `async_io.rs`, in
+    /// interrupt or softirq context). I/O of the whole request ends it; any
+    /// other result runs it again, synchronously, from its work item, which
+    /// then reports the error, the end of the file or the short write as the
+    /// synchronous path does.
     ///
     /// # Safety
     ///
-    /// Only called by blk-mq, for a request whose queued read completed.
+    /// Only called by blk-mq, for a request whose queued I/O completed.
     unsafe extern "C" fn complete_callback(rq: *mut bindings::request) {
-        // SAFETY: The request is started and its read completed: the driver
+        // SAFETY: The request is started and its I/O completed: the driver
         // owns it again, through this handle only.
         let request = unsafe { Request::from_raw(rq) };
         let pdu = request.pdu();
-        // SAFETY: The read completed: nothing else uses the PDU.
+        // SAFETY: The I/O completed: nothing else uses the PDU.
         let whole = unsafe { (*pdu).async_io.finish() };
         if !whole {
             // SAFETY: The work item is initialised and not pending (it ran,
-            // and returned without touching the request once the read
-            // queued); the request stays in flight until it ends it; reads
-            // never use the ordered workqueue.
+            // and returned without touching the request once the I/O
+            // queued); the request stays in flight until it ends it; a
+            // request that went in flight was deferred to the I/O workqueue
+            // (see `DiskOps::handle_request`), where it runs again.
             unsafe { queue_io_work(&raw mut (*pdu).work, None) };
             return;
         }

@@ -43,7 +43,7 @@ pub(crate) fn error_status(error: Error) -> BlkStatus {
 }
 
 /// Per-request driver data (the request's PDU, `cmd_size` bytes after it):
-/// the work item that runs the request, and its asynchronous read.
+/// the work item that runs the request, and its asynchronous read or write.
 #[repr(C)]
 pub(crate) struct RequestPdu {
     pub(crate) work: bindings::work_struct,
@@ -103,7 +103,7 @@ impl Request {
         unsafe { bindings::blk_mq_rq_to_pdu(self.raw.as_ptr()) }.cast::<RequestPdu>()
     }
 
-    /// The asynchronous read state in the request's PDU.
+    /// The asynchronous I/O state in the request's PDU.
     pub(in crate::glue) fn pdu_async_io(&self) -> *mut AsyncIo {
         // SAFETY: `pdu` points at the valid PDU of this request.
         unsafe { &raw mut (*self.pdu()).async_io }
@@ -345,8 +345,8 @@ impl RequestData<'_> {
     }
 
     /// The iterator, the I/O priority, the length and the gathered bvec
-    /// table (if any: the iterator points into it), for a read that outlives
-    /// this value. The caller keeps the table until the read completes.
+    /// table (if any: the iterator points into it), for I/O that outlives
+    /// this value. The caller keeps the table until the I/O completes.
     pub(in crate::glue) fn into_parts(
         self,
     ) -> (
