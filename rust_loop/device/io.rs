@@ -26,10 +26,12 @@ use crate::glue::{
             BLK_STS_NOTSUPP,
             BLK_STS_OK, //
         },
+        AsyncStart,
         BlkStatus,
         Dispatch,
         ReqOp,
-        Request, //
+        Request,
+        RequestOutcome, //
     },
 };
 use kernel::{
@@ -68,17 +70,43 @@ impl LoopDevice {
         }
     }
 
-    /// Runs a deferred request in a worker and returns its status
-    /// ([`glue::DiskOps::handle_request`]).
-    pub(super) fn run_request(&self, io: &IoState, rq: &Request) -> BlkStatus {
+    /// Runs a deferred request in a worker ([`glue::DiskOps::handle_request`]).
+    pub(super) fn run_request(&self, io: &IoState, rq: &Request) -> RequestOutcome {
         let Some(binding) = io.binding.as_ref() else {
             rq.set_quiet();
-            return BLK_STS_IOERR;
+            return RequestOutcome::Done(BLK_STS_IOERR);
         };
         let op = rq.op();
         if self.fault.should_fail(op) {
-            return BLK_STS_IOERR;
+            return RequestOutcome::Done(BLK_STS_IOERR);
         }
+        // Direct reads and writes go asynchronous, as loop.c's do: the worker
+        // moves on while the disk works. Anything but the whole request (an
+        // error, the end of the file, a short write) runs again below,
+        // synchronously, which reports it.
+        if goes_asynchronous(io, rq, op) {
+            let write = op == ReqOp::Write;
+            let start = file_position(binding, rq)
+                .and_then(|pos| binding.file.start_direct_io(rq, pos, write));
+            match start {
+                Ok(AsyncStart::Queued(in_flight)) => return RequestOutcome::InFlight(in_flight),
+                Ok(AsyncStart::Done(bytes)) if bytes as u64 == rq.bytes() => {
+                    return RequestOutcome::Done(BLK_STS_OK)
+                }
+                _ => {}
+            }
+        }
+        RequestOutcome::Done(self.run_synchronously(binding, io, rq, op))
+    }
+
+    /// Runs a request to its end in the worker and returns its status.
+    fn run_synchronously(
+        &self,
+        binding: &Binding,
+        io: &IoState,
+        rq: &Request,
+        op: ReqOp,
+    ) -> BlkStatus {
         match execute(binding, io, rq, op) {
             Ok(()) => BLK_STS_OK,
             // As loop.c: reads and writes report the backing file's error
@@ -108,6 +136,25 @@ impl LoopDevice {
             Some(_) => self.disk.disable_discard(),
             None => {}
         }
+    }
+}
+
+/// Whether a request starts as asynchronous direct I/O
+/// ([`glue::BackingFile::start_direct_io`]) instead of running to its end in
+/// the worker: a read or a write in direct-I/O mode (which `dispatch` never
+/// orders, as a request that goes in flight must not be), unless an
+/// asynchronous try of it already failed. Not a write the device must refuse
+/// (read-only, see `execute`), nor a FUA write: its `fsync_range` must follow
+/// the write's completion before the request ends, and sleeps, which the
+/// completion's context may not.
+fn goes_asynchronous(io: &IoState, rq: &Request, op: ReqOp) -> bool {
+    if !io.direct_io || rq.async_io_failed() {
+        return false;
+    }
+    match op {
+        ReqOp::Read => true,
+        ReqOp::Write => !io.read_only && !rq.is_fua(),
+        _ => false,
     }
 }
 

@@ -51,7 +51,6 @@ use crate::{
     fault::FaultInjector,
     glue::{
         mq::{
-            BlkStatus,
             Disk,
             DiskNumbers,
             DiskOps,
@@ -59,7 +58,8 @@ use crate::{
             OpenMutexHeld,
             OpenMutexToken,
             QueueShape,
-            Request, //
+            Request,
+            RequestOutcome, //
         },
         BlockDevice, OpenMode,
     },
@@ -379,7 +379,7 @@ impl DiskOps for LoopDevice {
         self.dispatch(io, rq)
     }
 
-    fn handle_request(&self, io: &IoState, rq: &Request) -> BlkStatus {
+    fn handle_request(&self, io: &IoState, rq: &Request) -> RequestOutcome {
         self.run_request(io, rq)
     }
 }

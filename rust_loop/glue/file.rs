@@ -76,7 +76,7 @@ impl BackingFile {
         Ok(Self { file })
     }
 
-    fn raw(&self) -> *mut bindings::file {
+    pub(in crate::glue) fn raw(&self) -> *mut bindings::file {
         self.file.as_ptr()
     }
 

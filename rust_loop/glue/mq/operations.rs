@@ -7,6 +7,10 @@
 //! C header: [`include/linux/blk-mq.h`](srctree/include/linux/blk-mq.h)
 
 use super::{
+    async_io::{
+        AsyncIo,
+        IoInFlight, //
+    },
     gen_disk::{
         self,
         Disk,
@@ -80,9 +84,21 @@ pub(crate) trait DiskOps: Send + Sync + Sized + 'static {
     /// (`->queue_rq`); `io` is the state the disk serves with.
     fn queue_rq(&self, io: &Self::IoState, rq: &Request) -> Dispatch;
 
-    /// Runs a request that `queue_rq` deferred, in a worker, and returns the
-    /// status it ends with.
-    fn handle_request(&self, io: &Self::IoState, rq: &Request) -> BlkStatus;
+    /// Runs a request that `queue_rq` deferred, in a worker: returns the
+    /// status it ends with, or that its read or write is in flight. A request
+    /// whose asynchronous I/O came back short or failed runs here a second
+    /// time ([`Request::async_io_failed`]), from the I/O workqueue: only a
+    /// request deferred with [`Dispatch::Defer`] may go in flight.
+    fn handle_request(&self, io: &Self::IoState, rq: &Request) -> RequestOutcome;
+}
+
+/// What a request's work item did with it.
+pub(crate) enum RequestOutcome {
+    /// It is done: end it with this status.
+    Done(BlkStatus),
+    /// Its asynchronous read or write is in flight; the I/O's completion
+    /// ends it.
+    InFlight(IoInFlight),
 }
 
 /// What `queue_rq` does with a request.
@@ -126,6 +142,7 @@ impl<T: DiskOps> DiskVTable<T> {
 
     pub(super) const MQ_OPS: SyncTable<bindings::blk_mq_ops> = SyncTable(bindings::blk_mq_ops {
         queue_rq: Some(Self::queue_rq_callback),
+        complete: Some(Self::complete_callback),
         init_request: Some(Self::init_request_callback),
         // The remaining callbacks are optional and unused.
         ..pin_init::zeroed()
@@ -237,6 +254,9 @@ impl<T: DiskOps> DiskVTable<T> {
                 kernel::static_lock_class!().as_ptr(),
             )
         };
+        // SAFETY: The PDU is writable and its I/O state not yet initialised:
+        // written without dropping the old bytes.
+        unsafe { (&raw mut (*pdu).async_io).write(AsyncIo::idle()) };
         0
     }
 
@@ -280,8 +300,9 @@ impl<T: DiskOps> DiskVTable<T> {
             // after its last request.
             Dispatch::DeferInOrder => disk.ordered_wq(),
         };
-        // SAFETY: Our requests' PDU is a `RequestPdu` (`cmd_size`).
-        let pdu = unsafe { bindings::blk_mq_rq_to_pdu(rq) }.cast::<RequestPdu>();
+        let pdu = request.pdu();
+        // SAFETY: The request was just started: nothing else uses its PDU.
+        unsafe { (*pdu).async_io.start() };
         // SAFETY: The work item was initialised by `init_request_callback`
         // and is not pending (the request was just started); it lives in the
         // PDU of the request, which stays in flight until the work item ends
@@ -309,18 +330,57 @@ impl<T: DiskOps> DiskVTable<T> {
         // SAFETY: Started by `queue_rq_callback`, not ended, and the handle it
         // made is gone.
         let request = unsafe { Request::from_raw(rq) };
-        let status = {
+        let outcome = {
             let _backing_io = TaskFlagsScope::backing_io();
             let _charged_to_issuer = BlkcgAssociation::of_request(&request);
             // SAFETY: `queue_rq_callback` entered the state for this request
             // and deferred it without leaving; it leaves below, after the
-            // last use.
+            // last use, or the I/O's completion does.
             let io = unsafe { owner.disk().entered_io_state() };
-            let status = owner.handle_request(io, &request);
-            owner.disk().leave_io_state();
-            status
+            owner.handle_request(io, &request)
         };
+        match outcome {
+            RequestOutcome::Done(status) => {
+                owner.disk().leave_io_state();
+                // SAFETY: The request is started and not yet ended; this ends it.
+                unsafe { bindings::blk_mq_end_request(request.as_raw(), status) };
+            }
+            // The request is the completion's now: not a word more of it here.
+            RequestOutcome::InFlight(_) => {}
+        }
+    }
+
+    /// `->complete`: a request's asynchronous read or write completed
+    /// (blk-mq calls this for `blk_mq_complete_request` in `async_io.rs`, in
+    /// interrupt or softirq context). I/O of the whole request ends it; any
+    /// other result runs it again, synchronously, from its work item, which
+    /// then reports the error, the end of the file or the short write as the
+    /// synchronous path does.
+    ///
+    /// # Safety
+    ///
+    /// Only called by blk-mq, for a request whose queued I/O completed.
+    unsafe extern "C" fn complete_callback(rq: *mut bindings::request) {
+        // SAFETY: The request is started and its I/O completed: the driver
+        // owns it again, through this handle only.
+        let request = unsafe { Request::from_raw(rq) };
+        let pdu = request.pdu();
+        // SAFETY: The I/O completed: nothing else uses the PDU.
+        let whole = unsafe { (*pdu).async_io.finish() };
+        if !whole {
+            // SAFETY: The work item is initialised and not pending (it ran,
+            // and returned without touching the request once the I/O
+            // queued); the request stays in flight until it ends it; a
+            // request that went in flight was deferred to the I/O workqueue
+            // (see `DiskOps::handle_request`), where it runs again.
+            unsafe { queue_io_work(&raw mut (*pdu).work, None) };
+            return;
+        }
+        // SAFETY: As in `queue_rq_callback`: the owner pointer of `Disk::add`,
+        // kept alive by the request in flight.
+        let owner = unsafe { <Arc<T> as ForeignOwnable>::borrow((*(*rq).q).queuedata) };
+        owner.disk().leave_io_state();
         // SAFETY: The request is started and not yet ended; this ends it.
-        unsafe { bindings::blk_mq_end_request(request.as_raw(), status) };
+        unsafe { bindings::blk_mq_end_request(rq, BLK_STS_OK) };
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! C header: [`include/linux/blk-mq.h`](srctree/include/linux/blk-mq.h)
 
+use super::async_io::AsyncIo;
 use core::{
     marker::PhantomData,
     mem::MaybeUninit,
@@ -42,10 +43,11 @@ pub(crate) fn error_status(error: Error) -> BlkStatus {
 }
 
 /// Per-request driver data (the request's PDU, `cmd_size` bytes after it):
-/// the work item that runs the request.
+/// the work item that runs the request, and its asynchronous read or write.
 #[repr(C)]
 pub(crate) struct RequestPdu {
     pub(crate) work: bindings::work_struct,
+    pub(crate) async_io: AsyncIo,
 }
 
 /// The operation of a request.
@@ -92,6 +94,19 @@ impl Request {
     /// The C request.
     pub(in crate::glue) fn as_raw(&self) -> *mut bindings::request {
         self.raw.as_ptr()
+    }
+
+    /// The request's PDU.
+    pub(in crate::glue) fn pdu(&self) -> *mut RequestPdu {
+        // SAFETY: `raw` is a request of one of our tag sets, whose PDU is a
+        // `RequestPdu` (`cmd_size`).
+        unsafe { bindings::blk_mq_rq_to_pdu(self.raw.as_ptr()) }.cast::<RequestPdu>()
+    }
+
+    /// The asynchronous I/O state in the request's PDU.
+    pub(in crate::glue) fn pdu_async_io(&self) -> *mut AsyncIo {
+        // SAFETY: `pdu` points at the valid PDU of this request.
+        unsafe { &raw mut (*self.pdu()).async_io }
     }
 
     /// The operation (`req_op`).
@@ -280,12 +295,12 @@ fn bvecs_spanned(vecs: *const bindings::bio_vec, it: bindings::bvec_iter) -> usi
 ///
 /// `iter` describes the pinned pages of the request it was made from, through
 /// a bvec table that is either the request's single bio's (alive while the
-/// request is) or `_gathered`'s heap buffer, which never moves.
+/// request is) or `gathered`'s heap buffer, which never moves.
 pub(crate) struct RequestData<'a> {
     pub(in crate::glue) iter: bindings::iov_iter,
     pub(in crate::glue) ioprio: u16,
     len: usize,
-    _gathered: Option<KVec<bindings::bio_vec>>,
+    gathered: Option<KVec<bindings::bio_vec>>,
     _request: PhantomData<&'a Request>,
 }
 
@@ -324,9 +339,23 @@ impl RequestData<'_> {
             iter,
             ioprio,
             len: size as usize,
-            _gathered: gathered,
+            gathered,
             _request: PhantomData,
         }
+    }
+
+    /// The iterator, the I/O priority, the length and the gathered bvec
+    /// table (if any: the iterator points into it), for I/O that outlives
+    /// this value. The caller keeps the table until the I/O completes.
+    pub(in crate::glue) fn into_parts(
+        self,
+    ) -> (
+        bindings::iov_iter,
+        u16,
+        usize,
+        Option<KVec<bindings::bio_vec>>,
+    ) {
+        (self.iter, self.ioprio, self.len, self.gathered)
     }
 
     /// The request's data length in bytes.
