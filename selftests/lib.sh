@@ -189,6 +189,25 @@ cleanup_driver() {
 	return 1
 }
 
+# release_scratch_mount DIR: for at_exit: if DIR (a file system on the scratch
+# disk) is still mounted, a step failed: unmount what sits on the driver's
+# devices, detach them, top ones first (they hold backing files on DIR or
+# the devices below them), and unmount DIR, so that the next test finds the
+# disk free.
+release_scratch_mount() {
+	local mnt sys
+	mountpoint -q "$1" || return 0
+	while read -r _ mnt; do
+		bounded 20 umount "$mnt" || true
+	done < <(awk -v p="^/dev/${LOOP_PREFIX}[0-9]" '$1 ~ p { print $1, $2 }' /proc/mounts)
+	for sys in $(printf '%s\n' /sys/block/"${LOOP_PREFIX}"[0-9]* | sort -rV); do
+		[[ -d $sys/loop ]] || continue
+		bounded 10 losetup -d "/dev/${sys##*/}" || true
+		wait_loop_unbound "${sys##*/"${LOOP_PREFIX}"}" || true
+	done
+	bounded 20 umount "$1"
+}
+
 # show_module_users: why the driver's module cannot be unloaded — rmmod's
 # own message, its reference count and holders, and every process that has
 # one of its nodes open.
