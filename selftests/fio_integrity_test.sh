@@ -14,6 +14,8 @@ source "$(dirname "$0")/lib.sh"
 tap_start_driver_test fio_integrity_test
 
 MiB=$((1024 * 1024))
+# A stalled fio run fails (and shows the stuck stacks) instead of hanging.
+FIO_TIME_LIMIT=300
 dev=$(loop_dev 0)
 img=$WORK/disk.img
 
@@ -33,7 +35,7 @@ fio_verify() {
 			args+=(--ioengine=psync --iodepth=1)
 		fi
 	done
-	fio --filename="$dev" --rw=randwrite --verify=crc32c --do_verify=1 --verify_fatal=1 \
+	bounded "$FIO_TIME_LIMIT" fio --filename="$dev" --rw=randwrite --verify=crc32c --do_verify=1 --verify_fatal=1 \
 		--stonewall --randseed="$RANDOM" --output-format=terse "${args[@]}" \
 		>"$WORK/fio.out" 2>&1 || status=$?
 	while IFS=';' read -r ver _ name _ err _; do
@@ -86,22 +88,23 @@ require "the VM has a scratch virtio disk" scratch_disk
 disk=$(scratch_disk)
 lower=$WORK/lower
 mkdir -p "$lower"
-require "mkfs.ext4 on the scratch disk" mkfs_quiet ext4 "$disk"
-require "mount ext4 on the scratch disk" mount "$disk" "$lower"
+require "mkfs.ext4 on the scratch disk" bounded 120 mkfs_quiet ext4 "$disk"
+require "mount ext4 on the scratch disk" bounded 60 mount "$disk" "$lower"
 at_exit release_scratch_mount "$lower"
 disk_img=$lower/disk.img
 # Written in full: every read reaches the disk, none is a hole.
 require "copy the backing file to the disk" \
-	dd if="$img" of="$disk_img" bs=$MiB conv=fsync status=none
-require "attach (file on the disk)" losetup "$dev" "$disk_img"
+	bounded 120 dd if="$img" of="$disk_img" bs=$MiB conv=fsync status=none
+require "attach (file on the disk)" bounded 60 losetup "$dev" "$disk_img"
 fio_verify disk-buffered-file 4k:4m:0 4k:4m:1 1m:8m:1
-flush
-check "device equals the backing file on the disk" cmp "$dev" "$disk_img"
-require "detach" detach_loop 0
-require "attach --direct-io=on (file on the disk)" losetup --direct-io=on "$dev" "$disk_img"
+require "flush" bounded 60 flush
+check "device equals the backing file on the disk" bounded 60 cmp "$dev" "$disk_img"
+require "detach" bounded 60 detach_loop 0
+require "attach --direct-io=on (file on the disk)" \
+	bounded 60 losetup --direct-io=on "$dev" "$disk_img"
 require "sysfs loop/dio is 1" sysfs_is 0 loop/dio 1
 fio_verify disk-direct-io-file 4k:4m:1 1m:8m:0
-flush
-check "device equals the backing file on the disk" cmp "$dev" "$disk_img"
-require "detach" detach_loop 0
-require "unmount the scratch disk" umount "$lower"
+require "flush" bounded 60 flush
+check "device equals the backing file on the disk" bounded 60 cmp "$dev" "$disk_img"
+require "detach" bounded 60 detach_loop 0
+require "unmount the scratch disk" bounded 60 umount "$lower"

@@ -40,24 +40,25 @@ grow_both() {
 		size_is "$bottom" "$grown_size" && losetup -c "$top"
 }
 
-require "mkfs.ext4 on the scratch disk" mkfs_quiet ext4 "$disk"
-require "mount ext4 (strictatime) on the scratch disk" mount -o strictatime "$disk" "$lower"
+require "mkfs.ext4 on the scratch disk" bounded 120 mkfs_quiet ext4 "$disk"
+require "mount ext4 (strictatime) on the scratch disk" bounded 60 mount -o strictatime "$disk" "$lower"
 grown_size=$((96 * MiB))
 # BOTTOM-DIO TOP-DIO
 for modes in "off off" "off on" "on off"; do
 	read -r bottom_dio top_dio <<<"$modes"
 	what="ext4 on $(basename "$top") (--direct-io=$top_dio) on $(basename "$bottom") (--direct-io=$bottom_dio) on ext4"
 	require "create the backing file ($what)" truncate -s 64M "$img"
-	require "attach the bottom device ($what)" losetup --direct-io="$bottom_dio" "$bottom" "$img"
+	require "attach the bottom device ($what)" \
+		bounded 60 losetup --direct-io="$bottom_dio" "$bottom" "$img"
 	require "attach the top device to the bottom one ($what)" \
-		losetup --direct-io="$top_dio" "$top" "$bottom"
+		bounded 60 losetup --direct-io="$top_dio" "$top" "$bottom"
 	check "the top device's backing file is the bottom device ($what)" \
 		sysfs_is 1 loop/backing_file "$bottom"
 	check "the top device is in the mode asked for ($what)" \
 		sysfs_is 1 loop/dio "$([[ $top_dio == on ]] && echo 1 || echo 0)"
 	stacked_round "$what" "$top" ext4 "$grown_size" grow_both -b1024
-	require "detach the top device ($what)" detach_loop 1
-	require "detach the bottom device ($what)" detach_loop 0
+	require "detach the top device ($what)" bounded 60 detach_loop 1
+	require "detach the bottom device ($what)" bounded 60 detach_loop 0
 	rm -f "$img"
 done
 require "unmount the scratch disk" umount "$lower"

@@ -51,9 +51,9 @@ for variant in "${variants[@]}"; do
 		if [[ -n $mounted ]]; then
 			require "unmount the scratch disk ($mounted)" umount "$lower"
 		fi
-		require "mkfs.$lower_fs on the scratch disk" mkfs_quiet "$lower_fs" "$disk"
+		require "mkfs.$lower_fs on the scratch disk" bounded 120 mkfs_quiet "$lower_fs" "$disk"
 		require "mount $lower_fs (strictatime) on the scratch disk" \
-			mount -o strictatime "$disk" "$lower"
+			bounded 60 mount -o strictatime "$disk" "$lower"
 		mounted=$lower_fs
 	fi
 	mkfs_options=()
@@ -64,9 +64,9 @@ for variant in "${variants[@]}"; do
 		what=${what/  / }
 		img=$lower/upper-$dio.img
 		require "create the backing file ($what)" truncate -s "${size}M" "$img"
-		require "attach ($what)" losetup --direct-io=$dio "$dev" "$img"
+		require "attach ($what)" bounded 60 losetup --direct-io=$dio "$dev" "$img"
 		stacked_round "$what" "$dev" "$fs" "$grown_size" grow_backing "${mkfs_options[@]}"
-		require "detach ($what)" detach_loop 0
+		require "detach ($what)" bounded 60 detach_loop 0
 		rm -f "$img"
 	done
 done

@@ -21,6 +21,9 @@ STACKED_GROWN_MIB=16
 upper=$WORK/upper
 mkdir -p "$upper"
 
+# cold: drop_caches, bounded (sync waits for every write in flight).
+cold() { bounded "$STACKED_TIME_LIMIT" drop_caches; }
+
 # stacked_init: the random text the files are cut from, and the data file the
 # grow step writes.
 stacked_init() {
@@ -96,12 +99,13 @@ grow_fs() {
 stacked_round() {
 	local what=$1 dev=$2 fs=$3 grown_size=$4 grow=$5 total_before added
 	shift 5
-	require "mkfs.$fs $* ($what)" mkfs_quiet "$fs" "$dev" "$@"
-	require "mount strictatime ($what)" mount -o strictatime "$dev" "$upper"
+	require "mkfs.$fs $* ($what)" bounded "$STACKED_TIME_LIMIT" mkfs_quiet "$fs" "$dev" "$@"
+	require "mount strictatime ($what)" bounded "$STACKED_TIME_LIMIT" \
+		mount -o strictatime "$dev" "$upper"
 	step "create files ($what)" populate "$upper" a
-	drop_caches
+	cold
 	step "checksum them cold ($what)" eval 'manifest "$upper" >"$WORK/before"'
-	drop_caches
+	cold
 	step "rename, delete, link and create cold ($what)" churn "$upper"
 	step "checksum after churn ($what)" eval 'manifest "$upper" >"$WORK/after"'
 
@@ -112,7 +116,7 @@ stacked_round() {
 		fallocate -l $(($(statfs_bytes f) - 4 * MiB)) "$upper/filler"
 	check "less than $((STACKED_GROWN_MIB / 2)) MiB free before the grow ($what)" \
 		at_most "$(statfs_bytes f)" $((STACKED_GROWN_MIB / 2 * MiB)) "free space"
-	drop_caches
+	cold
 	require "enlarge the backing file, LOOP_SET_CAPACITY ($what)" \
 		bounded "$STACKED_TIME_LIMIT" "$grow"
 	check "the device has the new size ($what)" size_is "$dev" "$grown_size"
@@ -123,7 +127,7 @@ stacked_round() {
 	step "write $STACKED_GROWN_MIB MiB into the new space ($what)" \
 		dd if="$WORK/grown" of="$upper/grown" bs=1M conv=fsync status=none
 
-	drop_caches
+	cold
 	step "every file reads back the same cold ($what)" \
 		eval 'manifest "$upper" | cmp - "$WORK/after" && cmp "$upper/grown" "$WORK/grown"'
 	check "churn left 16 files alone ($what)" equals "$(kept "$WORK/before" | wc -l)" 16
