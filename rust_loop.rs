@@ -7,6 +7,11 @@
 //! `/dev/rloop-control`. loop.c (`loop.ko`) must not be loaded at the same
 //! time; if major 7 is taken anyway, rust_loop falls back to a dynamic major.
 //!
+//! With `drop_in=1` it takes loop.c's names instead (`/dev/loopN`,
+//! `/dev/loop-control` on misc minor 237, block major "loop"), so that tools
+//! which hard-code them (util-linux's `losetup -f`, `mount -o loop`, systemd)
+//! use it; it then refuses to load beside loop.ko rather than fall back.
+//!
 //! Layout:
 //!
 //! - `glue`: safe wrappers over the C interfaces the `kernel` crate lacks, one
@@ -17,6 +22,7 @@
 //! - `device`: one device's state machine and binding, its configuration
 //!   ioctls, its request execution and its sysfs files.
 //! - `control`: the device registry, the control device and the probe hook.
+//! - `numbers`: sets of device numbers (bitmaps) for the registry's index.
 //! - `fault`: the fault-injection knob.
 //! - `uapi`: the user-space ABI.
 //!
@@ -36,6 +42,8 @@ mod fault;
 #[path = "rust_loop/glue/mod.rs"]
 #[allow(unsafe_code)]
 mod glue;
+#[path = "rust_loop/numbers.rs"]
+mod numbers;
 #[path = "rust_loop/uapi.rs"]
 mod uapi;
 
@@ -49,6 +57,7 @@ use glue::{
 use kernel::{
     bindings::{
         DISK_MAX_PARTS,
+        LOOP_CTRL_MINOR,
         MINORBITS, //
     },
     prelude::*,
@@ -58,7 +67,7 @@ module! {
     type: LoopModule,
     name: "rust_loop",
     authors: ["rust_loop developers"],
-    description: "Loop block devices (/dev/rloopN) in Rust",
+    description: "Loop block devices (/dev/rloopN, or /dev/loopN with drop_in=1) in Rust",
     license: "GPL v2",
     params: {
         max_loop: u32 {
@@ -84,8 +93,51 @@ module! {
     },
 }
 
+glue::param::bool_module_param!(
+    drop_in,
+    "Take loop.c's names: /dev/loopN, /dev/loop-control (refuses to load beside loop.ko)"
+);
+
 /// loop.c's `LOOP_MAJOR`.
 const LOOP_MAJOR: u32 = 7;
+
+/// The names the module registers under.
+struct Names {
+    /// Disk names are `<disk_prefix>N`, partitions `<disk_prefix>NpM`.
+    disk_prefix: &'static str,
+    /// The block major's name (`/proc/devices`).
+    major: &'static CStr,
+    /// The control device, `/dev/<control>`.
+    control: &'static CStr,
+    /// The control device's misc minor (`None`: dynamic).
+    control_minor: Option<u32>,
+}
+
+/// rust_loop's own names, which can live beside loop.c's.
+const OWN_NAMES: Names = Names {
+    disk_prefix: "rloop",
+    major: c"rloop",
+    control: c"rloop-control",
+    control_minor: None,
+};
+
+/// loop.c's names (`loop_init`): util-linux and systemd hard-code them, and
+/// the fixed minor is what the `char-major-10-237` alias and the static
+/// `/dev/loop-control` node (`devname:loop-control`) point at.
+const DROP_IN_NAMES: Names = Names {
+    disk_prefix: "loop",
+    major: c"loop",
+    control: c"loop-control",
+    control_minor: Some(LOOP_CTRL_MINOR),
+};
+
+fn names() -> &'static Names {
+    if drop_in.get() {
+        &DROP_IN_NAMES
+    } else {
+        &OWN_NAMES
+    }
+}
 
 /// Fields drop in declaration order: the devices, the control device, the
 /// major, the workqueue. Devices can only be created once the major is
@@ -93,8 +145,9 @@ const LOOP_MAJOR: u32 = 7;
 #[pin_data]
 struct LoopModule {
     _devices: Devices,
-    #[pin]
-    _control: MiscDevice<Control>,
+    // Boxed so that a failed registration can be explained in the log
+    // before init fails (an in-place initialiser's error cannot be mapped).
+    _control: Pin<KBox<MiscDevice<Control>>>,
     _major: BlockMajor<Control>,
     _io_workqueue: IoWorkQueue,
 }
@@ -109,13 +162,23 @@ fn part_shift(max_part: u32) -> u32 {
 }
 
 fn register_major(requested: u32) -> Result<BlockMajor<Control>> {
-    match BlockMajor::register(requested, c"rloop") {
+    if drop_in.get() {
+        // No fallback: a dynamic major is not a drop-in (losetup checks for 7).
+        return BlockMajor::register(requested, DROP_IN_NAMES.major).inspect_err(|e| {
+            if *e == EBUSY {
+                pr_err!(
+                    "drop_in=1: block major 7 is taken (is loop.ko loaded? rmmod loop first)\n"
+                );
+            }
+        });
+    }
+    match BlockMajor::register(requested, OWN_NAMES.major) {
         Err(e) if e == EBUSY && requested != 0 => {
             pr_warn!(
                 "block major {} is taken (is loop.ko loaded?); using a dynamic major: losetup < 2.40 will refuse -d, -c and -l on rloop devices\n",
                 requested
             );
-            BlockMajor::register(0, c"rloop")
+            BlockMajor::register(0, OWN_NAMES.major)
         }
         result => result,
     }
@@ -123,6 +186,14 @@ fn register_major(requested: u32) -> Result<BlockMajor<Control>> {
 
 /// Validates the module parameters and creates what every device needs first.
 fn prepare() -> Result<IoWorkQueue> {
+    if drop_in.get() && *module_parameters::major.value() != LOOP_MAJOR {
+        pr_err!(
+            "invalid major={} with drop_in=1: loop.c's devices are on major {}\n",
+            *module_parameters::major.value(),
+            LOOP_MAJOR
+        );
+        return Err(EINVAL);
+    }
     let max_part = *module_parameters::max_part.value();
     let max_loop = *module_parameters::max_loop.value();
     let queue_depth = *module_parameters::hw_queue_depth.value();
@@ -147,21 +218,39 @@ fn prepare() -> Result<IoWorkQueue> {
             depth: queue_depth,
         },
     };
-    control::init_registry(shift, queue_shape);
+    control::init_registry(names().disk_prefix, shift, queue_shape);
     IoWorkQueue::new(c"rloop")
+}
+
+/// Registers the control device. In drop-in mode, loop.ko holding minor 237
+/// is the likely reason for a failure: say so, since insmod only prints EBUSY.
+fn register_control() -> Result<Pin<KBox<MiscDevice<Control>>>> {
+    let names = names();
+    KBox::pin_init(
+        MiscDevice::register(names.control, names.control_minor),
+        GFP_KERNEL,
+    )
+    .inspect_err(|e| {
+        if drop_in.get() && *e == EBUSY {
+            pr_err!(
+                "drop_in=1: /dev/loop-control (misc minor {}) is taken: loop.ko is loaded, rmmod loop first\n",
+                LOOP_CTRL_MINOR
+            );
+        }
+    })
 }
 
 impl kernel::InPlaceModule for LoopModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             _io_workqueue: prepare()?,
-            _control <- MiscDevice::register(c"rloop-control"),
+            _control: register_control()?,
             _major: {
                 let major = register_major(*module_parameters::major.value())?;
                 if major.number() != LOOP_MAJOR {
                     pr_info!("using block major {}\n", major.number());
                 }
-                control::set_major(major.number());
+                control::set_major(major.number())?;
                 major
             },
             _devices: Devices,

@@ -9,6 +9,10 @@
 #
 #  tmpfs  B1-B4, B6-B8 of perf-anchors.md, backing files on a tmpfs; a raw
 #         round before every fourth driver round.
+#  devices  B9: device management cost (LOOP_CTL_ADD, LOOP_CTL_REMOVE,
+#         GET_FREE + bind + unbind) at populations of BENCH_DEVICES devices
+#         (default 500,1000,2000,4000), with udevd running as in a real
+#         system; runs first, since the other groups stop udevd.
 #  disk   real storage: a 256 MiB backing file, written in full with random
 #         data, on ext4 and on xfs on two virtio-blk disks (vm/run.sh --disk,
 #         QEMU cache=none). For each file system, the device in direct-I/O
@@ -30,14 +34,19 @@
 # disk" by default), BENCH_REPS (rounds per driver, tmpfs group),
 # BENCH_DISK_REPS (rounds per driver, disk group), BENCH_RUNTIME (measured
 # seconds per fio run, after a 1 s ramp), BENCH_DISK_EXT4 and BENCH_DISK_XFS
-# (the serials of the disk group's virtio disks).
+# (the serials of the disk group's virtio disks), BENCH_DEVICES (the devices
+# group's populations), BENCH_DEVICES_SAMPLES (timed operations of each kind
+# per population), BENCH_DEVICES_REPS (rounds per driver, devices group).
 set -euo pipefail
 
 : "${BENCH_OUT:?}" "${RUST_LOOP_KO:?}" "${SETUP_BENCH:?}" "${KBUILD_DIR:?}" "${SCRATCH:?}"
-groups=${BENCH_GROUPS:-tmpfs disk}
+groups=${BENCH_GROUPS:-devices tmpfs disk}
 reps=${BENCH_REPS:-5}
 disk_reps=${BENCH_DISK_REPS:-2}
 runtime=${BENCH_RUNTIME:-4}
+devices_sizes=${BENCH_DEVICES:-500,1000,2000,4000}
+devices_samples=${BENCH_DEVICES_SAMPLES:-50}
+devices_reps=${BENCH_DEVICES_REPS:-2}
 ramp=1
 # A fio run that has not ended this long after its planned end is stuck.
 stall_limit=120
@@ -172,23 +181,47 @@ driver_round() {
 }
 
 # ---------------------------------------------------------------------------
+# The devices group (B9): udevd runs, as on a real system, and handles every
+# device's uevents; loop_setup_bench waits for it to settle between steps.
+
+# Debian's udev rules give loop* devices a watch (60-block), blkid probes and
+# by-* links (60-persistent-storage) and SYSTEMD_READY=0 while unbound
+# (99-systemd), and name no rloop*: the same rules for rloop*, for the
+# devices group only, so that udevd does the same work for both drivers.
+rloop_udev_rules=/run/udev/rules.d
+install_rloop_udev_rules() {
+	local rules=/usr/lib/udev/rules.d
+	mkdir -p "$rloop_udev_rules"
+	cat >"$rloop_udev_rules/60-rloop-bench-block.rules" <<-'EOF'
+		ACTION!="remove", SUBSYSTEM=="block", KERNEL=="rloop*", OPTIONS+="watch"
+		SUBSYSTEM=="block", KERNEL=="rloop[0-9]*", ENV{DEVTYPE}=="disk", TEST!="loop/backing_file", ENV{SYSTEMD_READY}="0"
+	EOF
+	sed -e 's/^KERNEL!="loop\*|[^"]*"/KERNEL!="rloop*"/' "$rules/60-persistent-storage.rules" \
+		>"$rloop_udev_rules/60-rloop-bench-persistent-storage.rules"
+	grep -q '^KERNEL!="rloop\*"' "$rloop_udev_rules/60-rloop-bench-persistent-storage.rules" ||
+		{ log "could not derive the rloop* persistent-storage rules"; return 1; }
+	udevadm control --reload
+}
+remove_rloop_udev_rules() {
+	rm -f "$rloop_udev_rules"/60-rloop-bench-*.rules
+	udevadm control --reload
+}
+
+devices_round() {
+	local round=$1 driver=$2
+	load_driver "$driver"
+	"$SETUP_BENCH" "$driver" population "$devices_sizes" "$devices_samples" "$work/population.img" \
+		>"$BENCH_OUT/$round-$driver-B9-population.json"
+	unload_driver "$driver"
+	# udevd still has the remove events of thousands of devices to handle.
+	udevadm settle --timeout=600 || true
+}
+
+# ---------------------------------------------------------------------------
 # The disk group: real storage.
 
 disk_fs=(ext4 xfs)
 disk_size=256M
-
-# disk_by_serial SERIAL -> /dev/vdX, the virtio disk vm/run.sh attached.
-disk_by_serial() {
-	local serial
-	for serial in /sys/block/vd*/serial; do
-		[[ -r $serial && $(<"$serial") == "$1" ]] || continue
-		serial=${serial%/serial}
-		echo "/dev/${serial##*/}"
-		return 0
-	done
-	log "no virtio disk with serial '$1' (vm/run.sh --disk)" >&2
-	return 1
-}
 
 disk_image() { echo "$work/disk-$1/bench.img"; }
 
@@ -264,16 +297,12 @@ disk_teardown() {
 # ---------------------------------------------------------------------------
 
 for group in $groups; do
-	[[ $group == tmpfs || $group == disk ]] || { log "BENCH_GROUPS: unknown group '$group' (tmpfs, disk)"; exit 1; }
+	[[ $group == tmpfs || $group == disk || $group == devices ]] ||
+		{ log "BENCH_GROUPS: unknown group '$group' (devices, tmpfs, disk)"; exit 1; }
 done
 in_groups() { [[ " $groups " == *" $1 "* ]]; }
 
 mkdir -p "$BENCH_OUT" "$work"
-# udev's rules probe (open and read) every new or changed loop* device but
-# skip rloop*: left running, it would load loop.c alone during B7 and B8.
-# Device nodes come from devtmpfs, so the benchmark needs no udev.
-udevadm settle 2>/dev/null || true
-udevadm control --exit 2>/dev/null || true
 
 {
 	echo "date $(date "+%Y-%m-%d %H:%M")"
@@ -283,45 +312,67 @@ udevadm control --exit 2>/dev/null || true
 	echo "reps $reps"
 	echo "disk_reps $disk_reps"
 	echo "runtime $runtime"
+	echo "devices $devices_sizes"
+	echo "devices_samples $devices_samples"
+	echo "devices_reps $devices_reps"
 	echo "fio $(fio --version)"
 } >"$BENCH_OUT/session.txt"
 
 round=0
+if in_groups devices; then
+	log "devices group: populations $devices_sizes, $devices_samples samples each, udevd running"
+	udevadm settle --timeout=600 || true
+	echo "udevd $(pgrep -c systemd-udevd || echo 0) processes" >>"$BENCH_OUT/session.txt"
+	install_rloop_udev_rules
+	truncate -s 1M "$work/population.img"
+	# Rounds A B B A ... (A = loop.c).
+	for ((i = 0; i < 2 * devices_reps; i++)); do
+		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
+		log "round $round: devices group, $driver"
+		devices_round "$round" "$driver"
+		round=$((round + 1))
+	done
+	rm -f "$work/population.img"
+	remove_rloop_udev_rules
+fi
+
+# udev's rules probe (open and read) every new or changed loop* device but
+# skip rloop*: left running, it would load loop.c alone during B7 and B8.
+# Device nodes come from devtmpfs, so the other groups need no udev.
+udevadm settle 2>/dev/null || true
+udevadm control --exit 2>/dev/null || true
+
+# abba_rounds REPS LABEL RAW_ROUND DRIVER_ROUND: REPS rounds per driver in
+# the order A B B A ... (A = loop.c), a raw round before every fourth;
+# numbers them on from $round.
+abba_rounds() {
+	local reps=$1 label=$2 raw=$3 driver_round=$4 i driver
+	for ((i = 0; i < 2 * reps; i++)); do
+		if ((i % 4 == 0)); then
+			log "round $round: ${label}raw backing file"
+			"$raw" "$round"
+			round=$((round + 1))
+		fi
+		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
+		log "round $round: $label$driver"
+		"$driver_round" "$round" "$driver"
+		round=$((round + 1))
+	done
+}
+
 if in_groups tmpfs; then
 	log "tmpfs group: filling the backing files ($data_size of random data each)"
 	head -c "$data_size" /dev/urandom >"$work/dio.img"
 	cp "$work/dio.img" "$work/buf.img"
 	head -c 32M "$work/dio.img" >"$work/small.img"
 
-	# Rounds A B B A ... (A = loop.c), a raw round before every fourth.
-	for ((i = 0; i < 2 * reps; i++)); do
-		if ((i % 4 == 0)); then
-			log "round $round: raw backing file"
-			raw_round "$round"
-			round=$((round + 1))
-		fi
-		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
-		log "round $round: $driver"
-		driver_round "$round" "$driver"
-		round=$((round + 1))
-	done
+	abba_rounds "$reps" "" raw_round driver_round
 	rm -f "$work/dio.img" "$work/buf.img" "$work/small.img"
 fi
 
 if in_groups disk; then
 	disk_setup
-	# Rounds A B B A ... (A = loop.c), a raw round before every fourth.
-	for ((i = 0; i < 2 * disk_reps; i++)); do
-		if ((i % 4 == 0)); then
-			log "round $round: disk group, raw backing files"
-			disk_raw_round "$round"
-			round=$((round + 1))
-		fi
-		case $((i % 4)) in 0 | 3) driver=loop ;; *) driver=rloop ;; esac
-		log "round $round: disk group, $driver"
-		disk_driver_round "$round" "$driver"
-		round=$((round + 1))
-	done
+	abba_rounds "$disk_reps" "disk group, " disk_raw_round disk_driver_round
 	disk_teardown
 fi
 log "done: $round rounds"

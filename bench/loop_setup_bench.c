@@ -14,6 +14,14 @@
  *   loop_setup_bench PREFIX ctl COUNT THREADS FIRST_INDEX
  *       B8: COUNT LOOP_CTL_ADD (indices FIRST_INDEX...) spread over THREADS
  *       threads, then COUNT LOOP_CTL_REMOVE of the same devices.
+ *   loop_setup_bench PREFIX population SIZES SAMPLES BACKING_FILE
+ *       B9: the cost of device management as the population grows. The
+ *       devices made at load time are removed, then for each population in
+ *       SIZES (comma-separated, ascending): LOOP_CTL_ADD(-1) up to that many
+ *       devices, a wait for udev to settle, then SAMPLES timed
+ *       LOOP_CTL_ADD(-1), SAMPLES timed LOOP_CTL_REMOVE of those devices,
+ *       and SAMPLES timed cycles of LOOP_CTL_GET_FREE, open, LOOP_CONFIGURE,
+ *       LOOP_CLR_FD, close (medians in ms).
  *
  * EBUSY and EAGAIN are counted and the step is retried (they are what B8
  * gates on); any other error ends the program with status 1.
@@ -398,11 +406,124 @@ static int run_ctl(int count, int threads, int first_index)
 	return 0;
 }
 
+/* B9: device management cost at growing populations. */
+
+/* LOOP_CTL_REMOVE, retried while udev holds the new device open (EBUSY). */
+static void remove_device(int control, int number)
+{
+	control_ioctl(control, LOOP_CTL_REMOVE, number, "LOOP_CTL_REMOVE");
+}
+
+/* Lets udev work through the events of the devices just made, so that one
+ * measurement does not pay for the backlog of the previous step. */
+static void settle_udev(void)
+{
+	if (system("udevadm settle --timeout=600 2>/dev/null"))
+		fprintf(stderr, "udevadm settle failed or timed out\n");
+}
+
+static double median_ms(struct samples *s)
+{
+	return quantile(s, 0.5) * 1e3;
+}
+
+static int run_population(const char *sizes, int count, const char *backing)
+{
+	int control = open_control();
+	int file_fd = open(backing, O_RDWR | O_CLOEXEC);
+	int *numbers = calloc(count, sizeof(*numbers));
+	int population = 0, first = 1;
+	const char *p = sizes;
+
+	if (file_fd < 0)
+		die("open %s: %s", backing, strerror(errno));
+	if (!numbers || count < 1)
+		die("bad SAMPLES");
+	/* The devices made at load time: the populations count from zero. */
+	for (int i = 0; i < 256; i++)
+		if (ioctl(control, LOOP_CTL_REMOVE, i) && errno != ENODEV)
+			remove_device(control, i);
+
+	printf("{\"command\": \"population\", \"samples\": %d, \"points\": [", count);
+	while (*p) {
+		struct samples add = { 0 }, remove = { 0 }, cycle = { 0 };
+		int target = atoi(p);
+		double start, grow_start = now();
+
+		while (population < target) {
+			if (ioctl(control, LOOP_CTL_ADD, -1) < 0)
+				die("LOOP_CTL_ADD: %s", strerror(errno));
+			population++;
+		}
+		double grow = now() - grow_start;
+
+		settle_udev();
+		for (int i = 0; i < count; i++) {
+			start = now();
+			numbers[i] = ioctl(control, LOOP_CTL_ADD, -1);
+			add_sample(&add, now() - start);
+			if (numbers[i] < 0)
+				die("LOOP_CTL_ADD: %s", strerror(errno));
+		}
+		settle_udev();
+		for (int i = count - 1; i >= 0; i--) {
+			start = now();
+			remove_device(control, numbers[i]);
+			add_sample(&remove, now() - start);
+		}
+		settle_udev();
+		for (int i = 0; i < count; i++) {
+			int number, dev_fd, retries = 0;
+			struct loop_config config = { .fd = file_fd };
+
+			start = now();
+			for (;;) {
+				number = ioctl(control, LOOP_CTL_GET_FREE);
+				if (number < 0)
+					die("LOOP_CTL_GET_FREE: %s", strerror(errno));
+				dev_fd = open_device(number);
+				if (!ioctl(dev_fd, LOOP_CONFIGURE, &config))
+					break;
+				/* udev's probe of the last unbind, or a hold. */
+				retryable("LOOP_CONFIGURE");
+				close(dev_fd);
+				if (++retries > MAX_RETRIES)
+					die("GET_FREE + LOOP_CONFIGURE keeps failing");
+			}
+			if (ioctl(dev_fd, LOOP_CLR_FD))
+				die("LOOP_CLR_FD: %s", strerror(errno));
+			close(dev_fd);
+			add_sample(&cycle, now() - start);
+		}
+		settle_udev();
+		printf("%s{\"devices\": %d, \"grow_seconds\": %.3f, \"add_ms\": %.3f, "
+		       "\"remove_ms\": %.3f, \"get_free_bind_unbind_ms\": %.3f}",
+		       first ? "" : ", ", target, grow, median_ms(&add),
+		       median_ms(&remove), median_ms(&cycle));
+		first = 0;
+		free(add.values);
+		free(remove.values);
+		free(cycle.values);
+		p = strchr(p, ',');
+		if (!p)
+			break;
+		p++;
+	}
+	printf("], ");
+	print_errors();
+	printf("}\n");
+	close(file_fd);
+	close(control);
+	free(numbers);
+	return 0;
+}
+
 static void usage(void)
 {
 	die("usage: loop_setup_bench PREFIX cycles configure|legacy SECONDS BACKING_FILE\n"
 	    "       loop_setup_bench PREFIX attach THREADS FILE_DIR\n"
-	    "       loop_setup_bench PREFIX ctl COUNT THREADS FIRST_INDEX");
+	    "       loop_setup_bench PREFIX ctl COUNT THREADS FIRST_INDEX\n"
+	    "       loop_setup_bench PREFIX population SIZES SAMPLES BACKING_FILE");
 }
 
 int main(int argc, char **argv)
@@ -416,5 +537,7 @@ int main(int argc, char **argv)
 		return run_attach(atoi(argv[3]), argv[4]);
 	if (!strcmp(argv[2], "ctl") && argc == 6)
 		return run_ctl(atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+	if (!strcmp(argv[2], "population") && argc == 6)
+		return run_population(argv[3], atoi(argv[4]), argv[5]);
 	usage();
 }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "kselftest_harness.h"
+#include "loop_test.h"
 
 #define FILE_SIZE (1024 * 1024)
 /* Not a loop ioctl: in the LOOP_ range but unassigned (0x4C0B) or far from it. */
@@ -38,27 +39,6 @@
 #define MISSING_INDEX 999999
 #define NOBODY 65534
 
-static const char *prefix(void)
-{
-	const char *p = getenv("LOOP_PREFIX");
-
-	return p && *p ? p : "rloop";
-}
-
-static const char *scratch(void)
-{
-	const char *s = getenv("SCRATCH");
-
-	return s && *s ? s : "/tmp";
-}
-
-/* ioctl returning the result or -errno, so EXPECT_EQ shows both numbers. */
-static long ioc(int fd, unsigned long cmd, unsigned long arg)
-{
-	long ret = ioctl(fd, cmd, arg);
-
-	return ret < 0 ? -errno : ret;
-}
 #define IOC(fd, cmd, arg) ioc(fd, cmd, (unsigned long)(arg))
 
 static void dev_path(char *buf, size_t len, int idx)

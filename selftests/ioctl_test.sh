@@ -1,44 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Runs the C test ioctl_test (kselftest_harness) against the driver under test:
-# lib.mk's runner cannot load a module, so this wrapper loads it first and
-# unloads it after. The harness's TAP is the output; a problem around it (load,
-# unload, kernel log) is a diagnostic line plus a failing exit status.
+# Runs the C test ioctl_test (kselftest_harness: every loop and control ioctl)
+# against the driver under test, loaded and unloaded around it (lib.sh's
+# run_c_test).
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
-name=ioctl_test
-if ((EUID != 0)); then
-	ktap_print_header
-	ktap_skip_all "$name loads a module and configures devices: it needs root"
-	exit "$KSFT_SKIP"
-fi
-klog_mark "begin $name"
-
-# A module left behind by an interrupted earlier test was already reported there.
-if driver_loaded && ! cleanup_driver; then
-	echo "# $(driver_module_name) is loaded and cannot be unloaded"
-	exit 1
-fi
-if ! other_driver_absent; then
-	echo "# the other loop driver is loaded: block major 7 is taken"
-	exit 1
-fi
-if ! load_driver; then
-	echo "# cannot load $(driver_module_path)"
-	exit 1
-fi
-
-status=0
-"$BIN_DIR/$name" || status=1
-
-if ! cleanup_driver; then
-	echo "# cannot unload $(driver_module_name) after the test"
-	status=1
-fi
-if ! bad=$(klog_clean_since "begin $name" 2>&1); then
-	echo "# the kernel log shows a bug during $name:"
-	printf '%s\n' "$bad" | tap_diag
-	status=1
-fi
-exit "$status"
+run_c_test ioctl_test

@@ -2,17 +2,23 @@
 # shellcheck shell=bash
 # Shared helpers for the shell tests. Sourced by every *_test.sh.
 #
-# LOOP_PREFIX selects the driver under test: "rloop" (rust_loop.ko, default)
-# or "loop" (loop.c's loop.ko, for comparison). Both are loaded explicitly:
-# the VM boots with modprobe.blacklist=loop.
+# LOOP_PREFIX selects the node names under test, LOOP_DRIVER the module:
+#   LOOP_PREFIX=rloop (default)              rust_loop.ko, /dev/rloopN
+#   LOOP_PREFIX=loop                         loop.c's loop.ko, /dev/loopN
+#   LOOP_PREFIX=loop LOOP_DRIVER=rust_loop   rust_loop.ko drop_in=1, /dev/loopN
+# LOOP_DRIVER defaults to the module that owns the prefix. Modules are loaded
+# explicitly: the VM boots with modprobe.blacklist=loop. RUST_LOOP_KO
+# overrides the path of rust_loop.ko (e.g. an older build, to show a test
+# failing on it).
 
 LOOP_PREFIX=${LOOP_PREFIX:-rloop}
+LOOP_DRIVER=${LOOP_DRIVER:-}
 REPO_DIR=${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 SCRATCH=${SCRATCH:-/tmp}
 # Programs built by the Makefile (exported by it; a plain in-tree build puts
 # them beside this file).
 BIN_DIR=${LOOP_TEST_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
-export LOOP_PREFIX SCRATCH BIN_DIR
+export LOOP_PREFIX LOOP_DRIVER SCRATCH BIN_DIR
 
 # Lines in the kernel log that show a kernel bug (vm/run.sh reads the same file).
 BAD_KLOG_PATTERN=$(grep -v "^#" "$(dirname "${BASH_SOURCE[0]}")/bad_klog_pattern")
@@ -23,22 +29,32 @@ loop_ctl() { echo "/dev/${LOOP_PREFIX}-control"; }
 # loop_sys N -> /sys/block/<prefix>N
 loop_sys() { echo "/sys/block/${LOOP_PREFIX}$1"; }
 
-driver_module_name() { [[ $LOOP_PREFIX == rloop ]] && echo rust_loop || echo loop; }
-driver_module_path() {
-	if [[ $LOOP_PREFIX == rloop ]]; then
+# The module under test (derived from LOOP_PREFIX each time: tests switch
+# prefixes with a local LOOP_PREFIX).
+driver_module_name() {
+	if [[ -n $LOOP_DRIVER ]]; then
+		echo "$LOOP_DRIVER"
+	elif [[ $LOOP_PREFIX == rloop ]]; then
+		echo rust_loop
+	else
+		echo loop
+	fi
+}
+module_path() {
+	if [[ $1 == rust_loop ]]; then
 		echo "${RUST_LOOP_KO:-$REPO_DIR/rust_loop.ko}"
 	else
 		echo "$KBUILD_DIR/drivers/block/loop.ko"
 	fi
 }
+driver_module_path() { module_path "$(driver_module_name)"; }
+# rust_loop under loop.c's names.
+drop_in_mode() { [[ $(driver_module_name) == rust_loop && $LOOP_PREFIX == loop ]]; }
 driver_loaded() { [[ -d /sys/module/$(driver_module_name) ]]; }
 driver_unloaded() { ! driver_loaded; }
+other_module_name() { [[ $(driver_module_name) == rust_loop ]] && echo loop || echo rust_loop; }
 # Both drivers want block major 7: the one not under test must be absent.
-other_driver_absent() {
-	local other=loop
-	[[ $LOOP_PREFIX == rloop ]] || other=rust_loop
-	[[ ! -d /sys/module/$other ]]
-}
+other_driver_absent() { [[ ! -d /sys/module/$(other_module_name) ]]; }
 
 # note_module_text: append "name text-address size init-text-address" of the
 # driver just loaded to $SCRATCH/module-text.log: after the unload, kmemleak
@@ -52,9 +68,11 @@ note_module_text() {
 	echo "$name $addr $size $init" >>"$SCRATCH/module-text.log"
 }
 
-# load_driver [module parameters...]
+# load_driver [module parameters...] (drop-in mode adds drop_in=1)
 load_driver() {
-	insmod "$(driver_module_path)" "$@" || return 1
+	local drop_in=()
+	drop_in_mode && drop_in=(drop_in=1)
+	insmod "$(driver_module_path)" "${drop_in[@]}" "$@" || return 1
 	note_module_text
 	udevadm settle 2>/dev/null || true
 	local _
@@ -102,21 +120,30 @@ size_is() { equals "$(blockdev --getsize64 "$1")" "$2" "size of $1"; }
 # (status 124), showing the kernel stacks of it and its children and every
 # block device with requests in flight: a task stuck in the kernel cannot be
 # killed, and waiting for it would hang the whole suite (and lose the log).
+# COMMAND's output goes through files, shown once it ends or is given up on:
+# a task left running must not hold the caller's pipe open (a `check` or a
+# $(...) would wait for it and the bound would not hold).
 bounded() {
-	local limit=$1 pid deadline
+	local limit=$1 pid deadline out err status=0
 	shift
-	"$@" &
+	out=$(mktemp "$SCRATCH/bounded.XXXXXX") err=$(mktemp "$SCRATCH/bounded.XXXXXX")
+	"$@" >"$out" 2>"$err" &
 	pid=$!
 	deadline=$((SECONDS + limit))
 	while kill -0 "$pid" 2>/dev/null; do
 		if ((SECONDS >= deadline)); then
 			echo "still running after ${limit}s, stuck in the kernel? $*" >&2
 			show_stuck "$pid" >&2
-			return 124
+			status=124
+			break
 		fi
 		sleep 0.1
 	done
-	wait "$pid"
+	((status)) || wait "$pid" || status=$?
+	cat "$out"
+	cat "$err" >&2
+	rm -f "$out" "$err"
+	return "$status"
 }
 
 # show_stuck PID: the kernel stacks of PID, its children and grandchildren
@@ -140,15 +167,21 @@ show_stuck() {
 # /dev/vdX, found by the serial the runner passes in SCRATCH_DISK_SERIAL.
 # The tests that need real storage fail without it: tmpfs is not real storage.
 scratch_disk() {
-	local serial
 	[[ -n ${SCRATCH_DISK_SERIAL:-} ]] || { echo "SCRATCH_DISK_SERIAL is not set" >&2; return 1; }
+	disk_by_serial "$SCRATCH_DISK_SERIAL"
+}
+
+# disk_by_serial SERIAL -> /dev/vdX: the virtio disk vm/run.sh attached with
+# --disk SERIAL:SIZE.
+disk_by_serial() {
+	local serial
 	for serial in /sys/block/vd*/serial; do
-		[[ -r $serial && $(<"$serial") == "$SCRATCH_DISK_SERIAL" ]] || continue
+		[[ -r $serial && $(<"$serial") == "$1" ]] || continue
 		serial=${serial%/serial}
 		echo "/dev/${serial##*/}"
 		return 0
 	done
-	echo "no virtio disk with serial $SCRATCH_DISK_SERIAL: run the VM with vm/run.sh --disk" >&2
+	echo "no virtio disk with serial '$1': run the VM with vm/run.sh --disk" >&2
 	return 1
 }
 
@@ -184,7 +217,7 @@ cleanup_driver() {
 	done
 	# udev may still hold a device open for a moment after its last event;
 	# deferred fputs of a device that backed another one come later still.
-	wait_until 30 bounded 20 unload_driver 2>/dev/null && return 0
+	wait_until 30 unload_attempt && return 0
 	show_module_users
 	return 1
 }
@@ -208,15 +241,31 @@ release_scratch_mount() {
 	bounded 20 umount "$1"
 }
 
-# show_module_users: why the driver's module cannot be unloaded — rmmod's
-# own message, its reference count and holders, and every process that has
-# one of its nodes open.
+# unload_attempt: one rmmod (after udev settles), bounded in time. An rmmod
+# that outlives its bound (a slow module exit under TCG) may still finish:
+# success is the module being gone, not rmmod's status. A bound that runs
+# out prints the stacks of what is stuck; rmmod's "in use" while udev still
+# holds a node is retried quietly.
+unload_attempt() {
+	driver_unloaded && return 0
+	bounded 120 unload_driver 2>&1 | grep -v "is in use" >&2 || true
+	driver_unloaded
+}
+
+# show_module_users: why the driver's module cannot be unloaded — whether it
+# is still loaded, its reference count and holders, and every process that
+# has one of its nodes open. It only looks: no unload attempt of its own.
 show_module_users() {
 	local mod fd target
 	mod=$(driver_module_name)
 	{
-		rmmod "$mod" 2>&1 | sed 's/^/rmmod: /'
-		echo "refcnt $(cat "/sys/module/$mod/refcnt" 2>/dev/null), holders: $(ls "/sys/module/$mod/holders" 2>/dev/null)"
+		echo "loaded: $(driver_loaded && echo yes || echo no) ($(cat "/sys/module/$mod/initstate" 2>/dev/null)), refcnt $(cat "/sys/module/$mod/refcnt" 2>/dev/null), holders: $(ls "/sys/module/$mod/holders" 2>/dev/null)"
+		# A module exit in progress (initstate "going") or udev still busy.
+		for fd in $(pgrep -x rmmod || true) $(pgrep -x "(udev-worker)" || true) $(pgrep -x systemd-udevd || true); do
+			echo "$(cat "/proc/$fd/comm" 2>/dev/null) $fd in $(cat "/proc/$fd/wchan" 2>/dev/null):"
+			sed 's/^/  /' "/proc/$fd/stack" 2>/dev/null
+		done
+		echo "udev queue: $(udevadm settle --timeout=0 >/dev/null 2>&1 && echo empty || echo busy)"
 		for fd in /proc/[0-9]*/fd/*; do
 			target=$(readlink "$fd" 2>/dev/null) || continue
 			[[ $target == "/dev/${LOOP_PREFIX}"* ]] || continue
@@ -245,6 +294,48 @@ klog_clean_since() {
 	bad=$(klog_since "$1" | grep -E "$BAD_KLOG_PATTERN") || return 0
 	printf '%s\n' "$bad" | head -40 >&2
 	return 1
+}
+
+# run_c_test NAME [UNLOAD_SECONDS]: the wrapper of a C test on
+# kselftest_harness. lib.mk's runner cannot load a module, so this loads the
+# driver under test, runs $BIN_DIR/NAME (its TAP is the output), unloads the
+# driver and checks the kernel log; a problem around the test is a
+# diagnostic line and a failing status. UNLOAD_SECONDS: how long the unload
+# may take after a failed run left many devices behind (default 0: no more
+# than cleanup_driver's own wait). Returns the status to exit with.
+run_c_test() {
+	local name=$1 unload_seconds=${2:-0} status=0 bad
+	if ((EUID != 0)); then
+		ktap_print_header
+		ktap_skip_all "$name loads a module and configures devices: it needs root"
+		return "$KSFT_SKIP"
+	fi
+	klog_mark "begin $name"
+	# A module left behind by an interrupted earlier test was already
+	# reported there.
+	if driver_loaded && ! cleanup_driver; then
+		echo "# $(driver_module_name) is loaded and cannot be unloaded"
+		return 1
+	fi
+	if ! other_driver_absent; then
+		echo "# the other loop driver is loaded: block major 7 is taken"
+		return 1
+	fi
+	if ! load_driver; then
+		echo "# cannot load $(driver_module_path)"
+		return 1
+	fi
+	"$BIN_DIR/$name" || status=1
+	if ! cleanup_driver 2>/dev/null && ! wait_until "$unload_seconds" driver_unloaded; then
+		echo "# cannot unload $(driver_module_name) after the test"
+		status=1
+	fi
+	if ! bad=$(klog_clean_since "begin $name" 2>&1); then
+		echo "# the kernel log shows a bug during $name:"
+		printf '%s\n' "$bad" | tap_diag
+		status=1
+	fi
+	return "$status"
 }
 
 # ---------------------------------------------------------------------------
@@ -276,14 +367,20 @@ tap_not_ok() { local -; set -f; ktap_test_fail "$1"; }
 tap_skip() { local -; set -f; ktap_print_msg "$1: $2"; ktap_test_skip "$1"; }
 
 # check DESCRIPTION COMMAND... : run COMMAND (in a subshell), report it, go on.
+# Each step is marked in the kernel log, so that its lines can be placed
+# between steps, and a step that fails says how long it ran.
 check() {
-	local desc=$1 out
+	local desc=$1 out start=$SECONDS
 	shift
+	echo "rust_loop-selftests: ${TAP_NAME:-}: $desc" >/dev/kmsg 2>/dev/null || true
 	if out=$("$@" 2>&1); then
 		tap_ok "$desc"
 	else
 		tap_not_ok "$desc"
-		{ echo "command: $*"; [[ -z $out ]] || printf '%s\n' "$out"; } | tap_diag
+		{
+			echo "command: $* (failed after $((SECONDS - start)) s)"
+			[[ -z $out ]] || printf '%s\n' "$out"
+		} | tap_diag
 	fi
 	return 0
 }

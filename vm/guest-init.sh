@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Runs inside the guest (started by vm/run.sh): prepares a scratch tmpfs, checks
+# Runs inside the guest (started by vm/run.sh): prepares a scratch tmpfs,
+# installs rust_loop's udev rules, checks
 # that loop.ko did not sneak in, runs the command, then hands its status and
 # the whole kernel log back to the host through the shared $RESULTS folder.
 # The host keeps the guest's stderr for the kernel console: test output,
@@ -13,6 +14,12 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # the ring buffer wrapping before the host checks them.
 stdbuf -oL dmesg --follow >"$RESULTS/dmesg" &
 dmesg_pid=$!
+# rust_loop's udev rules (udev/60-rloop.rules): the guest sees the host's
+# root read-only, and /run is its own tmpfs, which udevd reads rules from
+# as from /etc/udev/rules.d.
+mkdir -p /run/udev/rules.d
+cp "$REPO_DIR/udev/60-rloop.rules" /run/udev/rules.d/
+udevadm control --reload
 if [[ -d /sys/module/loop ]]; then
 	echo "guest-init: loop.ko is loaded before the test started" >&2
 	status=1

@@ -102,12 +102,14 @@ boot_vm() {
 mkdir -p "$CACHE_DIR/logs"
 boot_vm
 # A guest that never reached the command (guest-init streams the kernel log
-# first thing) tested nothing. When its console shows no kernel error either,
-# the boot itself failed (QEMU or the guest's init): boot once more, loudly.
-if [[ ! -f "$RESULTS/dmesg" && $vng_status != 124 ]] &&
-	! grep -Eq "$BAD_LOG_PATTERN" "$RESULTS/boot-console.log"; then
+# first thing) tested nothing, and nothing of the project ran in it: the
+# module is only ever loaded by the command. The boot itself failed: QEMU,
+# the guest's init, or TCG's cross-CPU code patching (an "Oops: int3" in a
+# static branch patched while the other vCPU ran it, seen once in early
+# boot). Boot once more, loudly; a kernel that cannot boot fails twice.
+if [[ ! -f "$RESULTS/dmesg" && $vng_status != 124 ]]; then
 	log "the guest never reached the command (vng exit $vng_status); its console ended with:"
-	tail -20 "$RESULTS/boot-console.log" >&2
+	tail -40 "$RESULTS/boot-console.log" >&2
 	log "booting once more"
 	cp -f "$RESULTS/boot-console.log" "$CACHE_DIR/logs/failed-boot-console.log"
 	boot_vm

@@ -85,9 +85,41 @@ impl LoopDevice {
             // (ENOSPC stays ENOSPC for the writer); the others EIO, unless
             // the file does not support them.
             Err(e) if matches!(op, ReqOp::Read | ReqOp::Write) => error_status(e),
-            Err(e) if e == glue::eopnotsupp() => BLK_STS_NOTSUPP,
+            Err(e) if e == glue::eopnotsupp() => {
+                self.withdraw_unsupported(rq, op);
+                BLK_STS_NOTSUPP
+            }
             Err(_) => BLK_STS_IOERR,
         }
+    }
+
+    /// As loop.c (`lo_fallocate`): a backing file that turns out not to
+    /// support a `fallocate` mode fails this request, and the device stops
+    /// advertising what needs that mode until the next bind, so the block
+    /// layer falls back (zero pages for write-zeroes) instead of failing
+    /// every later request. Done in the worker before the request completes,
+    /// so the submitter's fallback already sees it withdrawn. The block
+    /// core's `blk_queue_disable_*` store needs no `limits_lock`, which a
+    /// limits update that freezes the queue holds while it waits for this
+    /// very request (loop.c takes it here, an XXX in its source).
+    fn withdraw_unsupported(&self, rq: &Request, op: ReqOp) {
+        match fallocate_mode(rq, op) {
+            Some(mode) if mode & FALLOC_FL_ZERO_RANGE != 0 => self.disk.disable_write_zeroes(),
+            Some(_) => self.disk.disable_discard(),
+            None => {}
+        }
+    }
+}
+
+/// The `fallocate` mode (without `FALLOC_FL_KEEP_SIZE`) that serves a
+/// discard or write-zeroes request: zeroing a range keeps its blocks
+/// allocated only when the request asks for it (`REQ_NOUNMAP`).
+fn fallocate_mode(rq: &Request, op: ReqOp) -> Option<i32> {
+    match op {
+        ReqOp::Discard => Some(FALLOC_FL_PUNCH_HOLE),
+        ReqOp::WriteZeroes if rq.no_unmap() => Some(FALLOC_FL_ZERO_RANGE),
+        ReqOp::WriteZeroes => Some(FALLOC_FL_PUNCH_HOLE),
+        _ => None,
     }
 }
 
@@ -164,17 +196,8 @@ fn execute(binding: &Binding, io: &IoState, rq: &Request, op: ReqOp) -> Result {
             Ok(())
         }
         ReqOp::Flush => file.fsync(false),
-        ReqOp::Discard => file.fallocate(
-            FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-            file_position(binding, rq)?,
-            rq.bytes(),
-        ),
-        ReqOp::WriteZeroes => {
-            let mode = if rq.no_unmap() {
-                FALLOC_FL_ZERO_RANGE
-            } else {
-                FALLOC_FL_PUNCH_HOLE
-            };
+        ReqOp::Discard | ReqOp::WriteZeroes => {
+            let mode = fallocate_mode(rq, op).ok_or(EIO)?;
             let pos = file_position(binding, rq)?;
             file.fallocate(mode | FALLOC_FL_KEEP_SIZE, pos, rq.bytes())
         }

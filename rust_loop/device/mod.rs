@@ -4,8 +4,11 @@
 //!
 //! - [`binding`]: what a device is bound to, and the checks a backing file
 //!   must pass.
-//! - [`ioctl`]: the configuration ioctls (bind, status, change of file,
-//!   capacity, direct I/O, block size).
+//! - [`ioctl`]: the configuration ioctls' dispatcher, and LOOP_CLR_FD,
+//!   capacity, direct I/O and block size.
+//! - [`bind`]: binding (LOOP_SET_FD, LOOP_CONFIGURE), a binding's queue
+//!   limits, the change of backing file (LOOP_CHANGE_FD).
+//! - [`status`]: LOOP_SET_STATUS(64), LOOP_GET_STATUS(64).
 //! - [`io`]: request execution against the backing file; it imports no
 //!   configuration code.
 //! - [`sysfs`]: the `loop/` files.
@@ -37,9 +40,11 @@
 //! then the disk's freeze lock; `binding` is held only briefly, with no other
 //! lock taken under it.
 
+mod bind;
 mod binding;
 mod io;
 mod ioctl;
+mod status;
 mod sysfs;
 
 use crate::{
@@ -58,6 +63,7 @@ use crate::{
         },
         BlockDevice, OpenMode,
     },
+    numbers::UnboundNumbers,
     uapi::{
         LO_FLAGS_AUTOCLEAR,
         LO_NAME_SIZE, //
@@ -125,6 +131,8 @@ impl State {
 #[pin_data]
 pub(crate) struct LoopDevice {
     number: u32,
+    /// `rloop`, or `loop` in drop-in mode: the disk is `<name_prefix><number>`.
+    name_prefix: &'static str,
     /// `part_shift != 0` (module parameter `max_part`): always scan partitions.
     forced_partscan: bool,
     state: AtomicU32,
@@ -141,19 +149,25 @@ pub(crate) struct LoopDevice {
     #[pin]
     binding: Mutex<Option<Arc<Binding>>>,
     fault: FaultInjector,
+    /// The registry's set of unbound devices, which [`Self::set_state`]
+    /// keeps current for GET_FREE.
+    unbound: Arc<UnboundNumbers>,
     #[pin]
     disk: Disk<LoopDevice>,
 }
 
 impl LoopDevice {
-    /// Creates device `number` and makes `/dev/rloop<number>` appear.
+    /// Creates device `number` and makes `/dev/<name_prefix><number>` appear.
     pub(crate) fn create(
+        name_prefix: &'static str,
         number: u32,
         major: u32,
         part_shift: u32,
         queue_shape: QueueShape,
+        unbound: Arc<UnboundNumbers>,
     ) -> Result<Arc<Self>> {
         let numbers = DiskNumbers {
+            name_prefix,
             major,
             first_minor: number << part_shift,
             minors: 1 << part_shift,
@@ -163,6 +177,7 @@ impl LoopDevice {
         let device = Arc::pin_init(
             try_pin_init!(Self {
                 number,
+                name_prefix,
                 forced_partscan: part_shift != 0,
                 state: AtomicU32::new(State::Unbound as u32),
                 handed_out_at: AtomicI64::new(0),
@@ -170,6 +185,7 @@ impl LoopDevice {
                 control <- new_mutex!(()),
                 binding <- new_mutex!(None),
                 fault: FaultInjector::new(),
+                unbound,
                 disk <- Disk::new(numbers, IoState::unbound(), queue_shape)?,
             }),
             GFP_KERNEL,
@@ -188,6 +204,15 @@ impl LoopDevice {
 
     fn set_state(&self, state: State) {
         self.state.store(state as u32, Ordering::Release);
+        // The state is read again under the set's lock (see
+        // `UnboundNumbers::update`), so racing changes leave it right.
+        self.unbound
+            .update(self.number, || self.state() == State::Unbound);
+    }
+
+    /// Whether no file is bound (GET_FREE's index follows this).
+    pub(crate) fn is_unbound(&self) -> bool {
+        self.state() == State::Unbound
     }
 
     fn flags(&self) -> u32 {
@@ -255,8 +280,10 @@ impl LoopDevice {
         if let Err(e) = result {
             let name = self.file_name();
             pr_warn!(
-                "rloop{}: partition scan of rloop{} ({}) failed (rc={})\n",
+                "{}{}: partition scan of {}{} ({}) failed (rc={})\n",
+                self.name_prefix,
                 self.number,
+                self.name_prefix,
                 self.number,
                 BStr::from_bytes(until_nul(&name)),
                 e.to_errno()

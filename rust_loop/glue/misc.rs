@@ -2,7 +2,8 @@
 
 //! A misc character device (`struct miscdevice`) whose fops pin the module
 //! while it is open (the `kernel` crate's `MiscDeviceRegistration` leaves
-//! `owner` unset): `/dev/rloop-control`.
+//! `owner` unset): the driver's control device (`/dev/rloop-control`, or
+//! `/dev/loop-control` on loop.c's fixed minor in drop-in mode).
 //!
 //! C header: [`include/linux/miscdevice.h`](srctree/include/linux/miscdevice.h)
 
@@ -59,12 +60,17 @@ impl<T: MiscOps> MiscDevice<T> {
         ..pin_init::zeroed()
     });
 
-    /// Registers the device `/dev/<name>` (dynamic minor, mode 0660).
-    pub(crate) fn register(name: &'static CStr) -> impl PinInit<Self, Error> {
+    /// Registers the device `/dev/<name>` (mode 0660) on `minor` (`None`: a
+    /// dynamic one). A taken minor fails with `EBUSY`.
+    pub(crate) fn register(name: &'static CStr, minor: Option<u32>) -> impl PinInit<Self, Error> {
+        let minor = match minor {
+            Some(minor) => minor as c_int,
+            None => bindings::MISC_DYNAMIC_MINOR as c_int,
+        };
         try_pin_init!(Self {
             misc <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
                 let mut misc: bindings::miscdevice = pin_init::zeroed();
-                misc.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
+                misc.minor = minor;
                 misc.name = name.as_char_ptr();
                 misc.fops = &Self::FOPS.0;
                 misc.mode = 0o660;

@@ -19,6 +19,7 @@
 //! - [`bdev`]: the block device an ioctl arrived on ([`BlockDevice`]).
 //! - [`major`]: the block major with its probe hook ([`BlockProbe`]).
 //! - [`misc`]: the control misc device ([`MiscOps`]).
+//! - [`param`]: boolean module parameters (`module!` has integers only).
 //! - [`sysfs`]: an attribute group of a disk ([`SysfsOps`]).
 //! - [`workqueue`]: the I/O workqueues.
 //! - [`task`]: task flags, capabilities.
@@ -33,6 +34,7 @@ pub(crate) mod file;
 pub(crate) mod major;
 pub(crate) mod misc;
 pub(crate) mod mq;
+pub(crate) mod param;
 pub(crate) mod random;
 pub(crate) mod sysfs;
 pub(crate) mod task;

@@ -101,8 +101,9 @@ unsafe impl<T: DiskOps> Send for Disk<T> {}
 // SAFETY: See above.
 unsafe impl<T: DiskOps> Sync for Disk<T> {}
 
-/// Numbering of a new disk.
+/// Numbering and name of a new disk: `<name_prefix><index>`.
 pub(crate) struct DiskNumbers {
+    pub(crate) name_prefix: &'static str,
     pub(crate) major: u32,
     pub(crate) first_minor: u32,
     pub(crate) minors: u32,
@@ -177,7 +178,11 @@ impl<T: DiskOps> Disk<T> {
             unsafe { bindings::set_bit(bindings::GD_SUPPRESS_PART_SCAN as c_ulong, &mut gd.state) };
         }
         let mut name = NullTerminatedFormatter::new(&mut gd.disk_name).ok_or(EINVAL)?;
-        core::fmt::write(&mut name, format_args!("rloop{}", numbers.index)).map_err(|_| EINVAL)?;
+        core::fmt::write(
+            &mut name,
+            format_args!("{}{}", numbers.name_prefix, numbers.index),
+        )
+        .map_err(|_| EINVAL)?;
         // SAFETY: `from_err_ptr` returned a non-error, so non-null, pointer.
         let gendisk = unsafe { NonNull::new_unchecked(disk.dismiss()) };
         let tag_set = tag_set.dismiss();
@@ -205,7 +210,7 @@ impl<T: DiskOps> Disk<T> {
         unsafe { (*self.raw()).queue }
     }
 
-    /// Makes the disk visible (`/dev/rloopN`, sysfs) with `owner` as the
+    /// Makes the disk visible (`/dev/<name>`, sysfs) with `owner` as the
     /// device its callbacks reach. The disk keeps `owner` alive until the last
     /// reference to the gendisk is gone (`free_disk`).
     pub(crate) fn add(&self, owner: Arc<T>) -> Result {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Queue limits updates (`queue_limits_start_update`/`_commit_update`) and
-//! queue freezes (`blk_mq_freeze_queue`) of a [`Disk`].
+//! Queue limits updates (`queue_limits_start_update`/`_commit_update`),
+//! the I/O path's withdrawal of write-zeroes and discard, and queue freezes
+//! (`blk_mq_freeze_queue`) of a [`Disk`].
 //!
 //! C header: [`include/linux/blkdev.h`](srctree/include/linux/blkdev.h)
 
@@ -37,6 +38,28 @@ impl<T: DiskOps> Disk<T> {
             _noio: noio,
             _guard: guard,
         }
+    }
+
+    /// Stops advertising write-zeroes, from the I/O path
+    /// (`blk_queue_disable_write_zeroes`): for a device that found it
+    /// unsupported while serving one. The next limits update sets it again.
+    pub(crate) fn disable_write_zeroes(&self) {
+        let q = self.queue();
+        // SAFETY: The queue is valid. The block core lets a driver clear these
+        // limits from its I/O and completion paths without `limits_lock` (sd
+        // and dm do, with this very helper); readers read them racily, and a
+        // volatile store is the `WRITE_ONCE` of such a field.
+        unsafe { ptr::write_volatile(&raw mut (*q).limits.max_write_zeroes_sectors, 0) };
+        // SAFETY: As above.
+        unsafe { ptr::write_volatile(&raw mut (*q).limits.max_wzeroes_unmap_sectors, 0) };
+    }
+
+    /// Stops advertising discard, from the I/O path
+    /// (`blk_queue_disable_discard`); see [`Self::disable_write_zeroes`].
+    pub(crate) fn disable_discard(&self) {
+        let q = self.queue();
+        // SAFETY: As in `disable_write_zeroes`.
+        unsafe { ptr::write_volatile(&raw mut (*q).limits.max_discard_sectors, 0) };
     }
 
     /// Begins a queue-limits update (takes the queue's `limits_lock`; take it
