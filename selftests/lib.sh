@@ -222,6 +222,25 @@ cleanup_driver() {
 	return 1
 }
 
+# release_scratch_mount DIR: for at_exit: if DIR (a file system on the scratch
+# disk) is still mounted, a step failed: unmount what sits on the driver's
+# devices, detach them, top ones first (they hold backing files on DIR or
+# the devices below them), and unmount DIR, so that the next test finds the
+# disk free.
+release_scratch_mount() {
+	local mnt sys
+	mountpoint -q "$1" || return 0
+	while read -r _ mnt; do
+		bounded 20 umount "$mnt" || true
+	done < <(awk -v p="^/dev/${LOOP_PREFIX}[0-9]" '$1 ~ p { print $1, $2 }' /proc/mounts)
+	for sys in $(printf '%s\n' /sys/block/"${LOOP_PREFIX}"[0-9]* | sort -rV); do
+		[[ -d $sys/loop ]] || continue
+		bounded 10 losetup -d "/dev/${sys##*/}" || true
+		wait_loop_unbound "${sys##*/"${LOOP_PREFIX}"}" || true
+	done
+	bounded 20 umount "$1"
+}
+
 # unload_attempt: one rmmod (after udev settles), bounded in time. An rmmod
 # that outlives its bound (a slow module exit under TCG) may still finish:
 # success is the module being gone, not rmmod's status. A bound that runs
