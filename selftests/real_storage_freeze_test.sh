@@ -28,8 +28,14 @@ at_exit release_scratch_mount "$lower"
 require "the VM has a scratch virtio disk" scratch_disk
 disk=$(scratch_disk)
 
-# writer_running PID: the background fio still runs (it did not fail early).
-writer_running() { kill -0 "$1" 2>/dev/null || { echo "fio ended before the freeze" >&2; return 1; }; }
+# writes_done: write requests the device completed so far (its stat file).
+writes_done() { awk '{ print $5 }' "$(loop_sys 0)/stat"; }
+# writer_writing PID BEFORE: the background fio runs and the device completed
+# more than 256 writes since BEFORE (fio takes seconds to start under TCG).
+writer_writing() {
+	kill -0 "$1" 2>/dev/null || { echo "fio ended before the freeze" >&2; return 1; }
+	(($(writes_done) > $2 + 256)) || { echo "$(($(writes_done) - $2)) writes so far" >&2; return 1; }
+}
 # in_flight_writes: the device has writes in flight (held by the freeze).
 in_flight_writes() {
 	local reads writes
@@ -65,12 +71,10 @@ for fs in ext4 xfs; do
 		--rw=randwrite --bs=4k --size=16m --time_based --runtime=20 \
 		--output="$WORK/fio-writer.out" &
 	writer=$!
-	sleep 3
-	check "fio writes at QD32 ($fs)" writer_running "$writer"
+	check "fio writes at QD32 ($fs)" wait_until 60 writer_writing "$writer" "$(writes_done)"
 	check "fsfreeze -f with writes in flight ($fs)" bounded "$TIME_LIMIT" fsfreeze -f "$lower"
-	sleep 1
-	# The writes that reached the frozen file system wait in it.
-	check "writes wait while $fs is frozen" in_flight_writes
+	# The writes that reach the frozen file system wait in it.
+	check "writes wait while $fs is frozen" wait_until 10 in_flight_writes
 	check "fsfreeze -u ($fs)" bounded "$TIME_LIMIT" fsfreeze -u "$lower"
 	check "fio ends after the thaw ($fs)" writer_ended "$writer"
 	# wait in this shell (check's subshell is not fio's parent), once fio
