@@ -22,8 +22,11 @@ TIME_LIMIT=120
 dev=$(loop_dev 0)
 lower=$WORK/lower
 mkdir -p "$lower"
-at_exit fsfreeze -u "$lower" 2>/dev/null
+# thaw_lower: for at_exit, after a failed step: a frozen lower file system
+# would keep the teardown from unmounting it.
+thaw_lower() { ! mountpoint -q "$lower" || fsfreeze -u "$lower" 2>/dev/null || true; }
 at_exit release_scratch_mount "$lower"
+at_exit thaw_lower
 
 require "the VM has a scratch virtio disk" scratch_disk
 disk=$(scratch_disk)
