@@ -77,7 +77,8 @@ impl LoopDevice {
             return RequestOutcome::Done(BLK_STS_IOERR);
         };
         let op = rq.op();
-        if self.fault.should_fail(op) {
+        // A request run again after its asynchronous try was counted then.
+        if !rq.async_io_failed() && self.fault.should_fail(op) {
             return RequestOutcome::Done(BLK_STS_IOERR);
         }
         // Direct reads and writes go asynchronous, as loop.c's do: the worker

@@ -38,6 +38,7 @@ use kernel::{
 
 /// `FMODE_*` (fs.h): cast macros bindgen cannot emit.
 const FMODE_WRITE: u32 = 1 << 1;
+const FMODE_WRITER: u32 = 1 << 16;
 const FMODE_CAN_ODIRECT: u32 = 1 << 22;
 
 /// `FALLOC_FL_*` (uapi/linux/falloc.h, outside the bindings).
@@ -111,6 +112,12 @@ impl BackingFile {
     /// Opened for writing.
     pub(crate) fn is_writable(&self) -> bool {
         self.f_mode() & FMODE_WRITE != 0
+    }
+
+    /// Opened for writing with write access to its mount held for as long as
+    /// it is open (`FMODE_WRITER`: regular files, not device nodes).
+    pub(in crate::glue) fn has_mount_write_access(&self) -> bool {
+        self.f_mode() & FMODE_WRITER != 0
     }
 
     /// The file was opened with `O_DIRECT`.

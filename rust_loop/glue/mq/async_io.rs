@@ -12,15 +12,21 @@
 //! end to the completion of a write it queues (`kiocb_end_write`, as
 //! cachefiles and overlayfs's backing files call it). That end is an inline
 //! function of `fs.h` over the per-CPU rwsem's inline fast path, out of a
-//! Rust module's reach; the exported `mnt_drop_write` does the same
-//! (`sb_end_write`) after giving back write access to the mount. So the
-//! submitter first takes that access alone (`mnt_get_write_access`:
-//! `mnt_want_write` would take the protection a second time), and the last
-//! user of a queued write tells lockdep it holds the protection
-//! (`__sb_writers_acquired`) and ends both with `mnt_drop_write`, from any
-//! context: both are per-CPU counter decrements and a wake-up. A write that
-//! does not queue only gives the access back: `vfs_iocb_iter_write` ended the
-//! protection itself.
+//! Rust module's reach; the exported `mnt_drop_write_file` does the same
+//! (`sb_end_write` of `file_inode(file)->i_sb`) after giving back the write
+//! access to the mount that `mnt_want_write_file` takes for a file without
+//! its own (a device node: a regular file opened for writing holds it while
+//! open). So the submitter first takes that access alone for such a file
+//! (`mnt_want_write_file` would take the protection a second time), and the
+//! last user of a queued write tells lockdep it holds the protection
+//! (`__sb_writers_acquired`) and ends both with `mnt_drop_write_file`, from
+//! any context: both are per-CPU counter decrements and a wake-up. A write
+//! that does not queue only gives the access back: `vfs_iocb_iter_write`
+//! ended the protection itself.
+//!
+//! The work item stays a user of a queued I/O until it returns
+//! ([`IoInFlight`]): the request, and with it the binding the worker borrows,
+//! cannot end under its feet.
 //!
 //! C header: [`include/linux/fs.h`](srctree/include/linux/fs.h)
 
@@ -63,10 +69,11 @@ pub(crate) struct AsyncIo {
     /// file's mount and the freeze protection of its super block (see the
     /// module documentation).
     write: bool,
-    /// Who still uses the kiocb: the submitter, until the file system's
-    /// `read_iter` or `write_iter` has returned (ext4 still reads `ki_filp`
-    /// after queueing the I/O), and the completion. The last one completes
-    /// the request (loop.c's `cmd->ref`).
+    /// Who still uses the kiocb: the submitter, until its work item is done
+    /// with the request, the binding and the device (ext4 still reads
+    /// `ki_filp` after queueing the I/O, and the worker's borrows of the
+    /// binding must outlive its calls), and the completion. The last one
+    /// completes the request (loop.c's `cmd->ref`).
     users: AtomicU32,
 }
 
@@ -129,24 +136,23 @@ impl AsyncIo {
     }
 }
 
-/// Ends the hold of a queued write on the file's mount and super block
-/// (`kiocb_end_write`, and the mount access): tells lockdep that this context
-/// holds the freeze protection the submitter let go in its eyes
+/// Ends the hold of a queued write on the file's super block
+/// (`kiocb_end_write`) and mount: tells lockdep that this context holds the
+/// freeze protection the submitter let go in its eyes
 /// (`__sb_writers_acquired`), then drops the protection and the access with
-/// `mnt_drop_write`. Runs in any context: often `ki_complete`'s interrupt.
+/// `mnt_drop_write_file`. Runs in any context: often `ki_complete`'s
+/// interrupt.
 ///
 /// # Safety
 ///
 /// `file` is open, and a write to it that [`BackingFile::start_direct_io`]
 /// queued has completed; called once per such write.
 unsafe fn end_write(file: *mut bindings::file) {
-    // SAFETY: The file is open (function contract); `f_path` is set at open
-    // and never changes.
-    let mnt = unsafe { (*file).__bindgen_anon_1.f_path.mnt };
     #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
     {
-        // SAFETY: An open file pins its mount, and a mount its super block.
-        let sb = unsafe { (*mnt).mnt_sb };
+        // SAFETY: The file is open (function contract): its inode, set at
+        // open, pins its super block.
+        let sb = unsafe { (*(*file).f_inode).i_sb };
         let level = bindings::SB_FREEZE_WRITE as usize - 1;
         // SAFETY: `sb` is live (above); this only takes a field's address.
         let dep_map = unsafe { &raw mut (*sb).s_writers.rw_sem[level].dep_map };
@@ -155,17 +161,16 @@ unsafe fn end_write(file: *mut bindings::file) {
         // SAFETY: `lock_acquire` records a hold of the live lock map
         // `dep_map` as `percpu_rwsem_acquire(sem, true, ip)` does: subclass
         // 0, a trylock (no dependency checks: the write holds the lock
-        // already), a read hold, checked, no nest lock. `mnt_drop_write`
-        // releases it below.
+        // already), a read hold, checked, no nest lock.
+        // `mnt_drop_write_file` releases it below.
         unsafe { bindings::lock_acquire(dep_map, 0, 1, 1, 1, core::ptr::null_mut(), ip) };
     }
-    // SAFETY: `mnt_drop_write` ends what `mnt_want_write` took: here the
-    // mount access the submitter took (`mnt_get_write_access`) and the
-    // freeze protection `vfs_iocb_iter_write` took and left to the
-    // completion. On the same super block: `kiocb_start_write` took it on
-    // `file_inode(file)->i_sb`, and an open file's inode is that of its
-    // `f_path.dentry`, on the mount's super block.
-    unsafe { bindings::mnt_drop_write(mnt) };
+    // SAFETY: `mnt_drop_write_file` ends what `mnt_want_write_file` takes:
+    // here the mount access the submitter took for a file without its own
+    // (`BackingFile::get_write_access`), and the freeze protection of
+    // `file_inode(file)->i_sb` that `vfs_iocb_iter_write` took
+    // (`kiocb_start_write`) and left to the completion.
+    unsafe { bindings::mnt_drop_write_file(file) };
 }
 
 /// How a direct read or write started.
@@ -176,9 +181,26 @@ pub(crate) enum AsyncStart {
     Done(usize),
 }
 
-/// Proof that a request's I/O is in flight, so that its work item must
-/// neither end it nor touch it again: only the glue makes one.
-pub(crate) struct IoInFlight(());
+/// A request's queued I/O, of which the work item is still a user: it hands
+/// the request over to the completion ([`IoInFlight::hand_over`]) once done
+/// with it, and must neither end it nor touch it afterwards. Only the glue
+/// makes one.
+#[must_use]
+pub(crate) struct IoInFlight(*mut AsyncIo);
+
+impl IoInFlight {
+    /// Drops the work item's use of the queued I/O; the request may end
+    /// before this returns.
+    ///
+    /// # Safety
+    ///
+    /// Called by the request's work item after its last use of the request,
+    /// its binding and its device: no borrow of them may be live.
+    pub(in crate::glue) unsafe fn hand_over(self) {
+        // SAFETY: The I/O was queued, and this is the submitter's one put.
+        unsafe { AsyncIo::put_user(self.0) };
+    }
+}
 
 impl Request {
     /// An asynchronous I/O of this request came back short or failed: run it
@@ -250,10 +272,9 @@ impl BackingFile {
             unsafe { bindings::vfs_iocb_iter_read(self.raw(), &raw mut (*io).kiocb, &mut iter) }
         };
         if ret == -(bindings::EIOCBQUEUED as isize) {
-            // SAFETY: Queued, and this is the submitter's one put. From here
-            // on the request is the completion's (it may even have ended).
-            unsafe { AsyncIo::put_user(io) };
-            return Ok(AsyncStart::Queued(IoInFlight(())));
+            // The work item keeps its use until it returns: until then the
+            // request, and with it the binding and `self`, stay alive.
+            return Ok(AsyncStart::Queued(IoInFlight(io)));
         }
         // SAFETY: The I/O did not queue: no completion runs for it, and the
         // PDU is ours again.
@@ -275,18 +296,27 @@ impl BackingFile {
         unsafe { (*self.raw()).__bindgen_anon_1.f_path.mnt }
     }
 
-    /// Takes write access to the file's mount for an asynchronous write,
-    /// which `end_write` gives back with the freeze protection. Fails with
-    /// `EROFS` if the mount or its file system went read-only.
+    /// Takes write access to the file's mount for an asynchronous write, as
+    /// `mnt_want_write_file` does (without the freeze protection, which
+    /// `vfs_iocb_iter_write` takes): a file opened for writing on its mount
+    /// (`FMODE_WRITER`, a regular file) holds it already; a device node
+    /// takes it per write. `end_write` gives it back with the protection.
+    /// Fails with `EROFS` if the mount or its file system went read-only.
     fn get_write_access(&self) -> Result {
+        if self.has_mount_write_access() {
+            return Ok(());
+        }
         // SAFETY: `mnt_get_write_access` needs a live mount: the open file
         // pins its mount.
         to_result(unsafe { bindings::mnt_get_write_access(self.mount()) })
     }
 
     /// Gives back the write access [`Self::get_write_access`] took, for a
-    /// write that did not queue.
+    /// write that did not queue (`mnt_put_write_access_file`).
     fn put_write_access(&self) {
+        if self.has_mount_write_access() {
+            return;
+        }
         // SAFETY: `mnt_put_write_access` must match an
         // `mnt_get_write_access`: the caller's, on this open file's mount.
         unsafe { bindings::mnt_put_write_access(self.mount()) };

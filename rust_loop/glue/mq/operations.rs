@@ -345,8 +345,10 @@ impl<T: DiskOps> DiskVTable<T> {
                 // SAFETY: The request is started and not yet ended; this ends it.
                 unsafe { bindings::blk_mq_end_request(request.as_raw(), status) };
             }
-            // The request is the completion's now: not a word more of it here.
-            RequestOutcome::InFlight(_) => {}
+            // SAFETY: The guards and the borrows of the request, its binding
+            // and its device are gone: the request is the completion's now,
+            // not a word more of it here.
+            RequestOutcome::InFlight(in_flight) => unsafe { in_flight.hand_over() },
         }
     }
 
