@@ -24,7 +24,8 @@ lower=$WORK/lower
 mkdir -p "$lower"
 # thaw_lower: for at_exit, after a failed step: a frozen lower file system
 # would keep the teardown from unmounting it.
-thaw_lower() { ! mountpoint -q "$lower" || fsfreeze -u "$lower" 2>/dev/null || true; }
+# Bounded: after a freeze that never finished, the thaw waits for it.
+thaw_lower() { ! mountpoint -q "$lower" || bounded 30 fsfreeze -u "$lower" 2>/dev/null || true; }
 at_exit release_scratch_mount "$lower"
 at_exit thaw_lower
 
@@ -75,7 +76,8 @@ for fs in ext4 xfs; do
 		--output="$WORK/fio-writer.out" &
 	writer=$!
 	check "fio writes at QD32 ($fs)" wait_until 60 writer_writing "$writer" "$(writes_done)"
-	check "fsfreeze -f with writes in flight ($fs)" bounded "$TIME_LIMIT" fsfreeze -f "$lower"
+	# A freeze that does not finish leaves the file system unusable: stop.
+	require "fsfreeze -f with writes in flight ($fs)" bounded "$TIME_LIMIT" fsfreeze -f "$lower"
 	# The writes that reach the frozen file system wait in it.
 	check "writes wait while $fs is frozen" wait_until 10 in_flight_writes
 	check "fsfreeze -u ($fs)" bounded "$TIME_LIMIT" fsfreeze -u "$lower"
@@ -86,7 +88,7 @@ for fs in ext4 xfs; do
 	writer_status=0
 	wait "$writer" || writer_status=$?
 	check "fio's writes all succeeded ($fs)" writer_succeeded "$writer_status"
-	check "fsfreeze -f with the device idle: no write holds $fs ($fs)" \
+	require "fsfreeze -f with the device idle: no write holds $fs ($fs)" \
 		bounded "$TIME_LIMIT" fsfreeze -f "$lower"
 	check "fsfreeze -u again ($fs)" bounded "$TIME_LIMIT" fsfreeze -u "$lower"
 	check "fio verify after the thaws ($fs)" bounded "$TIME_LIMIT" \
