@@ -23,8 +23,8 @@ dev=$(loop_dev 0)
 lower=$WORK/lower
 mkdir -p "$lower"
 # thaw_lower: for at_exit, after a failed step: a frozen lower file system
-# would keep the teardown from unmounting it.
-# Bounded: after a freeze that never finished, the thaw waits for it.
+# would keep the teardown from unmounting it. Bounded: after a freeze that
+# never finished, the thaw waits for it.
 thaw_lower() { ! mountpoint -q "$lower" || bounded 30 fsfreeze -u "$lower" 2>/dev/null || true; }
 at_exit release_scratch_mount "$lower"
 at_exit thaw_lower
