@@ -204,17 +204,8 @@ drop_caches() { sync && echo 3 >/proc/sys/vm/drop_caches; }
 # on our devices, detach them all, unload the driver. Fails if the driver
 # cannot be unloaded.
 cleanup_driver() {
-	local mnt sys n
 	driver_loaded || return 0
-	while read -r _ mnt; do
-		bounded 20 umount "$mnt" 2>/dev/null || bounded 20 umount -l "$mnt" || true
-	done < <(awk -v p="^/dev/${LOOP_PREFIX}[0-9]" '$1 ~ p { print $1, $2 }' /proc/mounts)
-	for sys in /sys/block/"${LOOP_PREFIX}"[0-9]*; do
-		[[ -d $sys/loop ]] || continue
-		n=${sys##*/"${LOOP_PREFIX}"}
-		bounded 10 losetup -d "$(loop_dev "$n")" 2>/dev/null || true
-		wait_loop_unbound "$n" || true
-	done
+	release_devices
 	# udev may still hold a device open for a moment after its last event;
 	# deferred fputs of a device that backed another one come later still.
 	wait_until 30 unload_attempt && return 0
@@ -223,22 +214,28 @@ cleanup_driver() {
 }
 
 # release_scratch_mount DIR: for at_exit: if DIR (a file system on the scratch
-# disk) is still mounted, a step failed: unmount what sits on the driver's
-# devices, detach them, top ones first (they hold backing files on DIR or
-# the devices below them), and unmount DIR, so that the next test finds the
+# disk) is still mounted, a step failed: release the driver's devices (they
+# hold backing files on DIR) and unmount DIR, so that the next test finds the
 # disk free.
 release_scratch_mount() {
-	local mnt sys
 	mountpoint -q "$1" || return 0
+	release_devices
+	bounded 20 umount "$1"
+}
+
+# release_devices: unmount what sits on the driver's devices (lazily if need
+# be) and detach them all, top ones first: a device backed by another one has
+# the higher number in the tests, and holds the one below it.
+release_devices() {
+	local mnt sys
 	while read -r _ mnt; do
-		bounded 20 umount "$mnt" || true
+		bounded 20 umount "$mnt" 2>/dev/null || bounded 20 umount -l "$mnt" || true
 	done < <(awk -v p="^/dev/${LOOP_PREFIX}[0-9]" '$1 ~ p { print $1, $2 }' /proc/mounts)
 	for sys in $(printf '%s\n' /sys/block/"${LOOP_PREFIX}"[0-9]* | sort -rV); do
 		[[ -d $sys/loop ]] || continue
-		bounded 10 losetup -d "/dev/${sys##*/}" || true
+		bounded 10 losetup -d "/dev/${sys##*/}" 2>/dev/null || true
 		wait_loop_unbound "${sys##*/"${LOOP_PREFIX}"}" || true
 	done
-	bounded 20 umount "$1"
 }
 
 # unload_attempt: one rmmod (after udev settles), bounded in time. An rmmod
